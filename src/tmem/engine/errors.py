@@ -1,0 +1,59 @@
+"""The exceptions every layer of tmem raises.
+
+Rules:
+- One root, `TmemError`.  Each class is one wire status (the protocol maps
+  them 1:1), so a client connected to a daemon sees the same class the
+  embedded engine would have raised.
+- Misuse by the caller (a bad id, a wrong page length) is `InvalidArgument`;
+  a peer that breaks the protocol is `ProtocolError`.  They never mix.
+- A refused put is not an exception: `put` returns False and a counter
+  records why.  A miss is not an exception: `get` returns None.
+- Messages are one line, state the broken rule and include the offending
+  value's repr.
+"""
+
+from __future__ import annotations
+
+
+class TmemError(Exception):
+    """Root of every error tmem raises on purpose."""
+
+
+class InvalidArgument(TmemError, ValueError):
+    """An argument breaks a rule: id out of range, wrong page size, bad flags."""
+
+
+class NoSuchPool(TmemError, LookupError):
+    """The pool id names no live pool of this client."""
+
+
+class NoSuchClient(TmemError, LookupError):
+    """The client name or id names no live client."""
+
+
+class PermissionDenied(TmemError, PermissionError):
+    """The caller lacks the right: shared-pool auth, or an admin operation."""
+
+
+class LimitExceeded(TmemError):
+    """A configured limit is reached: pools, clients, shared pools, capacity."""
+
+
+class Busy(TmemError):
+    """The operation conflicts with one in progress (e.g. a migration)."""
+
+
+class ProtocolError(TmemError):
+    """The peer sent bytes that break the wire protocol."""
+
+
+class ConnectionLost(TmemError, ConnectionError):
+    """The connection to the daemon broke and could not be resumed."""
+
+
+class StreamError(TmemError):
+    """A saved-state stream is truncated, corrupted, foreign or unsupported."""
+
+
+class CheckFailed(TmemError, AssertionError):
+    """`Host.check()` found accounting that does not match the stored data."""

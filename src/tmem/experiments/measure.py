@@ -1,0 +1,70 @@
+"""Small tools every benchmark shares: pinning, timing, RSS, targets.
+
+Rules:
+- Times are best-of-N wall-clock seconds (`time.perf_counter`): on a
+  shared 2-core VM the minimum is the least noisy estimate of the work.
+- Memory is resident set size from /proc/self/statm, read after a full
+  garbage collection.
+- A target is recorded with its measured value and whether it was met;
+  benchmarks report misses, they never hide them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def pin_to_one_core() -> int | None:
+    """Pin this process to the last CPU it may use; return it (or None)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[-1]})
+        return cpus[-1]
+    except (AttributeError, OSError):
+        return None
+
+
+def best_time(run: Callable[[], object], repeats: int,
+              setup: Callable[[], object] | None = None) -> float:
+    """Fastest of `repeats` runs of `run` (after `setup`, untimed)."""
+    best = float("inf")
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process after a garbage collection."""
+    gc.collect()
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of an issue, with what was measured."""
+
+    name: str
+    measured: float
+    limit: float
+    higher_is_better: bool
+    unit: str = ""
+
+    @property
+    def met(self) -> bool:
+        if self.higher_is_better:
+            return self.measured >= self.limit
+        return self.measured <= self.limit
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "met": self.met}
