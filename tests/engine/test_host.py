@@ -463,3 +463,13 @@ def test_many_threads_share_a_host_without_losing_a_page(
         t.join()
     assert not errors, errors
     host.check()
+
+
+def test_embedded_engine_provides_the_layer_interfaces(
+        host: tmem.Host) -> None:
+    from tmem.engine.api import ClientAPI, ControlAPI, PoolAPI
+
+    client: ClientAPI = host.client("a")
+    pool: PoolAPI = client.new_pool()
+    control: ControlAPI = host
+    assert pool.pool_id == 0 and control.freeable() == 0
