@@ -5,6 +5,7 @@ index) in a pool of memory that one authority owns.  `Host` is the embedded
 engine.
 """
 
+from tmem.client.sync import connect, connect_control
 from tmem.engine.client import Client
 from tmem.engine.errors import (
     Busy,
@@ -16,6 +17,7 @@ from tmem.engine.errors import (
     NoSuchPool,
     PermissionDenied,
     ProtocolError,
+    ServerError,
     StreamError,
     TmemError,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "PAGE_SIZE", "Busy", "CheckFailed", "Client", "ClientStats",
     "ConnectionLost", "Host", "HostStats", "InvalidArgument",
     "LimitExceeded", "NoSuchClient", "NoSuchPool", "OpCounts", "PageCounts",
-    "PermissionDenied", "Pool", "PoolStats", "ProtocolError", "Snapshot",
-    "StreamError", "TmemError", "parse_size",
+    "PermissionDenied", "Pool", "PoolStats", "ProtocolError", "ServerError",
+    "Snapshot",
+    "StreamError", "TmemError", "connect", "connect_control", "parse_size",
 ]

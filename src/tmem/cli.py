@@ -8,7 +8,9 @@ status 2; nothing here catches anything else.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,3 +56,37 @@ def bench_engine(pages: int, repeats: int, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         b.render(result)
+
+
+@main.command("serve")
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="TOML file with any of the settings below.")
+@click.option("--socket", type=click.Path(path_type=Path),
+              help="Unix socket path [default: $XDG_RUNTIME_DIR/tmem/"
+              "tmem.sock or /tmp/tmem-UID/tmem.sock].")
+@click.option("--socket-mode", help="Octal file mode of the socket "
+              "[default: 600].")
+@click.option("--tcp", help="Also listen on HOST:PORT (needs --token-file).")
+@click.option("--capacity", help="Memory to lend, e.g. 2GiB [default: a "
+              "quarter of MemAvailable].")
+@click.option("--compress", help="none, lz4, zstd or zstd:LEVEL "
+              "[default: lz4].")
+@click.option("--dedup/--no-dedup", default=None,
+              help="Share identical ephemeral pages host-wide.")
+@click.option("--max-clients", type=int)
+@click.option("--max-pools", type=int, help="Pools per client [16].")
+@click.option("--grace", type=float, help="Seconds a broken session "
+              "waits to be resumed [30].")
+@click.option("--token-file", type=click.Path(path_type=Path),
+              help="File holding the tenant token (required for TCP).")
+@click.option("--admin-token-file", type=click.Path(path_type=Path),
+              help="File holding the admin token.")
+def serve(config_file: Path | None, **overrides: Any) -> None:
+    """Run the tmem daemon in the foreground."""
+    from tmem.server import config as cfg
+    from tmem.server import daemon
+
+    config = cfg.load(config_file, overrides)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s tmem: %(message)s")
+    daemon.run(config)

@@ -55,5 +55,9 @@ class StreamError(TmemError):
     """A saved-state stream is truncated, corrupted, foreign or unsupported."""
 
 
+class ServerError(TmemError):
+    """The daemon failed on a request through no fault of the caller."""
+
+
 class CheckFailed(TmemError, AssertionError):
     """`Host.check()` found accounting that does not match the stored data."""

@@ -1,0 +1,417 @@
+"""The blocking client: `tmem.connect(...)` and `tmem.connect_control(...)`.
+
+A `RemoteClient` has the embedded `Client`'s interface and a `RemotePool`
+the embedded `Pool`'s, so code written for one runs on the other.  Every
+status the daemon returns is raised as its exception class.
+
+Rules:
+- One request at a time per connection (a lock makes it safe to share
+  between threads); batches (`put_many`, ...) are the way to go fast.
+- If the connection breaks, the next call reconnects with the session's
+  resume token (for up to `resume_window` seconds, retrying) and is sent
+  again, so pools and pool ids survive a transient disconnect.  Resending
+  is safe for puts and flushes (they are idempotent); a get from a private
+  ephemeral pool whose reply was lost returns None (ephemeral pages may
+  vanish anyway).  If the session has expired, `ConnectionLost` is raised.
+- A control connection (admin tools) holds no pools; it simply reconnects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Iterable
+from typing import TypeVar
+
+from tmem.client import calls
+from tmem.client.address import Address, parse_address
+from tmem.client.calls import Call
+from tmem.engine.api import ClientRef
+from tmem.engine.errors import (
+    ConnectionLost,
+    NoSuchClient,
+    NoSuchPool,
+    ProtocolError,
+    TmemError,
+)
+from tmem.engine.handles import (
+    FLAG_PERSISTENT,
+    FLAG_SHARED,
+    OidLike,
+    UuidLike,
+    parse_uuid,
+)
+from tmem.engine.stats import ClientStats, PoolStats, Snapshot
+from tmem.protocol import frames
+from tmem.protocol.connection import ClientConnection, Reply
+from tmem.protocol.frames import Op, Status, Welcome
+
+T = TypeVar("T")
+RECV_SIZE = 1 << 18
+IOV_GROUP = 512
+
+
+class Wire:
+    """One socket to the daemon and the session it carries."""
+
+    def __init__(self, address: Address, name: str, token: bytes,
+                 control: bool, timeout: float | None,
+                 resume_window: float) -> None:
+        self.address = address
+        self.name = name
+        self.token = token
+        self.control = control
+        self.timeout = timeout
+        self.resume_window = resume_window
+        self.welcome: Welcome | None = None
+        self._sock: socket.socket | None = None
+        self._conn = ClientConnection()
+        self._lock = threading.Lock()
+
+    def connect(self) -> Welcome:
+        """Open the socket and say HELLO (resuming if we had a session)."""
+        sock = self._open_socket()
+        self._sock, self._conn = sock, ClientConnection()
+        resume = None
+        if self.welcome is not None and not self.control:
+            resume = self.welcome.resume
+        body = frames.encode_hello(self.name, self.token, resume,
+                                   self.control)
+        try:
+            reply = self._exchange(Op.HELLO, [body])
+        except BaseException:
+            self._drop()
+            raise
+        self.welcome = frames.decode_welcome(reply)
+        return self.welcome
+
+    def _open_socket(self) -> socket.socket:
+        address = self.address
+        try:
+            if address.transport == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(address.path)
+            else:
+                sock = socket.create_connection(
+                    (address.host, address.port), timeout=self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as error:
+            raise ConnectionLost(
+                f"cannot connect to the tmem daemon at {address}: "
+                f"{error.strerror or error}; is `tmem serve` running?"
+            ) from None
+        return sock
+
+    def call(self, call: Call[T]) -> T:
+        """Send one request and return its decoded reply."""
+        with self._lock:
+            try:
+                return call.read(self._exchange(call.opcode, call.parts))
+            except (OSError, ConnectionLost):
+                if self.welcome is None:
+                    raise
+                self._drop()
+            self._reconnect()
+            return call.read(self._exchange(call.opcode, call.parts))
+
+    def _reconnect(self) -> None:
+        deadline = time.monotonic() + self.resume_window
+        while True:
+            try:
+                self.connect()
+                return
+            except NoSuchClient as error:
+                raise ConnectionLost(
+                    f"session {self.name!r} could not be resumed: "
+                    f"{error}") from None
+            except ConnectionLost:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _exchange(self, opcode: Op, parts: list[bytes]) -> bytes:
+        sock = self._sock
+        if sock is None:
+            raise ConnectionLost(f"not connected to {self.address}")
+        request_id, buffers = self._conn.request(opcode, *parts)
+        try:
+            _send_all(sock, buffers)
+            reply = self._receive(sock)
+        except OSError as error:
+            self._drop()
+            raise ConnectionLost(
+                f"connection to {self.address} broke: "
+                f"{error.strerror or error}") from None
+        if reply.request_id != request_id or reply.opcode != opcode:
+            self._drop()
+            raise ProtocolError(
+                f"reply {reply.request_id}/{reply.opcode} does not answer "
+                f"request {request_id}/{opcode}")
+        if reply.status != Status.OK:
+            raise frames.error_of(reply.status,
+                                  reply.body.decode(errors="replace"))
+        return reply.body
+
+    def _receive(self, sock: socket.socket) -> Reply:
+        while True:
+            reply = self._conn.next_reply()
+            if reply is not None:
+                return reply
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise ConnectionResetError(0, "closed by the daemon")
+            self._conn.receive_data(data)
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def close(self) -> None:
+        """Say CLOSE (ending the session) and close the socket."""
+        with self._lock:
+            if self._sock is None:
+                return
+            with contextlib.suppress(TmemError):
+                self._exchange(Op.CLOSE, [])
+            self._drop()
+            self.welcome = None
+
+
+def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:
+    for start in range(0, len(buffers), IOV_GROUP):
+        group = buffers[start:start + IOV_GROUP]
+        sent = sock.sendmsg(group)
+        total = sum(len(b) for b in group)
+        if sent < total:
+            sock.sendall(b"".join(group)[sent:])
+
+
+class RemotePool:
+    """A pool in the daemon, with the embedded `Pool`'s interface."""
+
+    def __init__(self, wire: Wire, pool_id: int, flags: int,
+                 uuid: uuidlib.UUID | None) -> None:
+        self._wire = wire
+        self.pool_id = pool_id
+        self.flags = flags
+        self._uuid = uuid
+
+    def __repr__(self) -> str:
+        return f"<RemotePool {self.pool_id} of {self._wire.name!r}>"
+
+    @property
+    def persistent(self) -> bool:
+        return bool(self.flags & FLAG_PERSISTENT)
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.flags & FLAG_SHARED)
+
+    @property
+    def uuid(self) -> uuidlib.UUID | None:
+        return self._uuid
+
+    def put(self, oid: OidLike, index: int, page: bytes) -> bool:
+        return self._wire.call(calls.put(self.pool_id, oid, index, page))
+
+    def get(self, oid: OidLike, index: int) -> bytes | None:
+        return self._wire.call(calls.get(self.pool_id, oid, index))
+
+    def flush_page(self, oid: OidLike, index: int) -> bool:
+        return self._wire.call(calls.flush_page(self.pool_id, oid, index))
+
+    def flush_object(self, oid: OidLike) -> int:
+        return self._wire.call(calls.flush_object(self.pool_id, oid))
+
+    def put_many(self, items: Iterable[tuple[OidLike, int, bytes]]
+                 ) -> list[bool]:
+        return self._each(calls.put_many(self.pool_id, items, self._limit()))
+
+    def get_many(self, handles: Iterable[tuple[OidLike, int]]
+                 ) -> list[bytes | None]:
+        return self._each(calls.get_many(self.pool_id, handles,
+                                         self._limit()))
+
+    def flush_many(self, handles: Iterable[tuple[OidLike, int]]
+                   ) -> list[bool]:
+        return self._each(calls.flush_many(self.pool_id, handles,
+                                           self._limit()))
+
+    def _limit(self) -> int:
+        welcome = self._wire.welcome
+        return frames.MAX_BATCH if welcome is None else welcome.max_batch
+
+    def _each(self, batch: list[Call[list[T]]]) -> list[T]:
+        results: list[T] = []
+        for call in batch:
+            chunk: list[T] = self._wire.call(call)
+            results.extend(chunk)
+        return results
+
+    def destroy(self) -> None:
+        self._wire.call(calls.destroy(self.pool_id))
+
+    def stats(self) -> PoolStats:
+        return self._wire.call(calls.pool_stats(self.pool_id))
+
+
+class RemoteClient:
+    """A session with a daemon, with the embedded `Client`'s interface."""
+
+    def __init__(self, wire: Wire) -> None:
+        self._wire = wire
+        self.control = RemoteControl(wire)
+        """Admin operations (PermissionDenied unless this is an admin)."""
+
+    def __repr__(self) -> str:
+        return f"<RemoteClient {self.client_id} {self.name!r}>"
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def name(self) -> str:
+        return self._wire.name
+
+    @property
+    def client_id(self) -> int:
+        welcome = self._wire.welcome
+        return -1 if welcome is None else welcome.client_id
+
+    @property
+    def admin(self) -> bool:
+        return bool(self._wire.welcome and self._wire.welcome.admin)
+
+    @property
+    def address(self) -> Address:
+        return self._wire.address
+
+    def new_pool(self, persistent: bool = False, shared: bool = False,
+                 uuid: UuidLike | None = None) -> RemotePool:
+        pool_id, flags, parsed = self._wire.call(
+            calls.new_pool(persistent, shared, uuid))
+        return RemotePool(self._wire, pool_id, flags, parsed)
+
+    def pool(self, pool_id: int) -> RemotePool:
+        for pool in self.pools():
+            if pool.pool_id == pool_id:
+                return pool
+        raise NoSuchPool(
+            f"pool id {pool_id!r} names no pool of client {self.name!r}")
+
+    def pools(self) -> list[RemotePool]:
+        return [RemotePool(self._wire, pid, flags, uuid)
+                for pid, flags, uuid in self._wire.call(calls.list_pools())]
+
+    def stats(self) -> ClientStats:
+        return self._wire.call(calls.client_stats())
+
+    def ping(self) -> None:
+        self._wire.call(calls.ping())
+
+    def close(self) -> None:
+        """End the session: private pools are destroyed at once."""
+        self._wire.close()
+
+    destroy = close
+
+
+class RemoteControl:
+    """The authority's operations, sent to the daemon (admin only)."""
+
+    def __init__(self, wire: Wire) -> None:
+        self._wire = wire
+
+    def __enter__(self) -> RemoteControl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def snapshot(self) -> Snapshot:
+        return self._wire.call(calls.snapshot())
+
+    def freeze(self, ref: ClientRef) -> None:
+        self._wire.call(calls.control(Op.FREEZE, client=ref))
+
+    def thaw(self, ref: ClientRef) -> None:
+        self._wire.call(calls.control(Op.THAW, client=ref))
+
+    def set_weight(self, ref: ClientRef, weight: int) -> None:
+        self._wire.call(calls.control(Op.SET_WEIGHT, client=ref,
+                                      weight=weight))
+
+    def set_cap(self, ref: ClientRef, cap: int | str | None) -> None:
+        self._wire.call(calls.control(Op.SET_CAP, client=ref, cap=cap))
+
+    def set_compress(self, ref: ClientRef, compress: str) -> None:
+        self._wire.call(calls.control(Op.SET_COMPRESS, client=ref,
+                                      compress=compress))
+
+    def authorize(self, ref: ClientRef, uuid: UuidLike) -> None:
+        self._wire.call(calls.control(Op.AUTHORIZE, client=ref,
+                                      uuid=str(parse_uuid(uuid))))
+
+    def revoke(self, ref: ClientRef, uuid: UuidLike) -> None:
+        self._wire.call(calls.control(Op.REVOKE, client=ref,
+                                      uuid=str(parse_uuid(uuid))))
+
+    def freeable(self) -> int:
+        return int(self._wire.call(calls.control(Op.FREEABLE))["bytes"])
+
+    def flush(self, nbytes: int | str) -> int:
+        result = self._wire.call(calls.control(Op.FLUSH_MEMORY,
+                                               bytes=nbytes))
+        return int(result["freed"])
+
+    def close(self) -> None:
+        self._wire.close()
+
+
+def _token(token: bytes | str | None) -> bytes:
+    if token is None:
+        return b""
+    return token.encode() if isinstance(token, str) else token
+
+
+def connect(address: str | None = None, name: str = "client", *,
+            token: bytes | str | None = None, timeout: float | None = 30.0,
+            resume_window: float = 10.0) -> RemoteClient:
+    """Open a session with a tmem daemon.
+
+    Args:
+        address: a socket path, "unix:PATH" or "tcp:HOST:PORT" (default:
+            $TMEM_ADDRESS, else the daemon's default socket).
+        name: the client's name, shown by `tmem top`; need not be unique.
+        token: the tenant or admin token (required over TCP).
+        timeout: seconds to wait on the socket (None: forever).
+        resume_window: seconds to keep retrying to resume the session
+            after the connection breaks.
+
+    Raises:
+        ConnectionLost: the daemon cannot be reached.
+        PermissionDenied: the daemon refused the token or peer.
+    """
+    wire = Wire(parse_address(address), name, _token(token), False,
+                timeout, resume_window)
+    wire.connect()
+    return RemoteClient(wire)
+
+
+def connect_control(address: str | None = None, *,
+                    token: bytes | str | None = None,
+                    timeout: float | None = 10.0,
+                    name: str = "control") -> RemoteControl:
+    """Open an admin connection (no pools) for monitoring and steering."""
+    wire = Wire(parse_address(address), name, _token(token), True,
+                timeout, resume_window=0.0)
+    wire.connect()
+    return RemoteControl(wire)

@@ -1,0 +1,2 @@
+"""The wire protocol, sans I/O: frames.py (layouts) and connection.py
+(buffering and per-connection rules)."""

@@ -1,0 +1,1 @@
+"""The daemon: sessions, identity, the asyncio driver and its config."""

@@ -1,0 +1,170 @@
+"""The daemon's settings: defaults, a TOML file, command-line overrides.
+
+Rules:
+- Defaults work for a non-root user with no arguments: a Unix socket under
+  $XDG_RUNTIME_DIR/tmem/ (or /tmp/tmem-UID/), mode 0600, no TCP, capacity a
+  quarter of the memory available now.
+- A config file may set any key below; a command-line flag wins over it.
+  An unknown key or a value of the wrong type is refused, naming it.
+- TCP needs a tenant token: the daemon will not listen on TCP without one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tmem.engine.codecs import codec_named
+from tmem.engine.errors import InvalidArgument
+from tmem.engine.handles import parse_size
+
+
+def default_socket() -> Path:
+    """Where the daemon listens (and clients look) by default."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "tmem" / "tmem.sock"
+    return Path(f"/tmp/tmem-{os.getuid()}") / "tmem.sock"
+
+
+def default_capacity() -> int:
+    """A quarter of MemAvailable (or 256 MiB if /proc says nothing)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4
+    except OSError:
+        pass
+    return 256 << 20
+
+
+@dataclass
+class Config:
+    """Everything `tmem serve` can be told."""
+
+    socket: Path = field(default_factory=default_socket)
+    socket_mode: int = 0o600
+    tcp: str | None = None
+    """HOST:PORT to listen on as well (needs token_file)."""
+    capacity: int = field(default_factory=default_capacity)
+    compress: str = "lz4"
+    dedup: bool = False
+    max_clients: int = 1024
+    max_pools: int = 16
+    max_connections: int = 256
+    grace: float = 30.0
+    """Seconds a broken connection's session waits to be resumed."""
+    token_file: Path | None = None
+    admin_token_file: Path | None = None
+    metrics: str | None = None
+    """HOST:PORT for the Prometheus /metrics endpoint."""
+    state: Path | None = None
+    """Where persistent pools are saved at shutdown and restored at start."""
+
+    def tokens(self) -> tuple[bytes | None, bytes | None]:
+        """(tenant token, admin token) read from their files."""
+        return _read_token(self.token_file), _read_token(
+            self.admin_token_file)
+
+    def check(self) -> None:
+        """Refuse settings that cannot work together."""
+        codec_named(self.compress)
+        if self.tcp is not None:
+            parse_host_port(self.tcp, "tcp")
+            if self.token_file is None:
+                raise InvalidArgument(
+                    f"tcp {self.tcp!r} needs token_file: TCP clients must "
+                    "present a token")
+        if self.metrics is not None:
+            parse_host_port(self.metrics, "metrics")
+        if not 0 <= self.socket_mode <= 0o777:
+            raise InvalidArgument(
+                f"socket_mode {self.socket_mode:#o} is not a file mode")
+        if self.grace < 0:
+            raise InvalidArgument(f"grace {self.grace!r} must be >= 0")
+
+
+_CONVERT: dict[str, Any] = {
+    "socket": Path,
+    "socket_mode": lambda v: v if isinstance(v, int) else int(v, 8),
+    "tcp": str, "capacity": lambda v: parse_size(v, "capacity"),
+    "compress": str, "dedup": bool, "max_clients": int, "max_pools": int,
+    "max_connections": int, "grace": float, "token_file": Path,
+    "admin_token_file": Path, "metrics": str, "state": Path,
+}
+
+
+def load(path: Path | None, overrides: dict[str, Any]) -> Config:
+    """Defaults, then the TOML file at `path`, then `overrides` (None
+    values mean "not given")."""
+    settings: dict[str, Any] = {}
+    if path is not None:
+        settings.update(_read_toml(path))
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    config = Config()
+    for key, value in settings.items():
+        if key not in _CONVERT:
+            raise InvalidArgument(
+                f"config key {key!r} is unknown; known keys: "
+                + ", ".join(sorted(_CONVERT)))
+        try:
+            setattr(config, key, _CONVERT[key](value))
+        except (TypeError, ValueError):
+            raise InvalidArgument(
+                f"config key {key!r} has a bad value {value!r}") from None
+    config.check()
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as error:
+        raise InvalidArgument(
+            f"config file {str(path)!r} cannot be read: "
+            f"{error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidArgument(
+            f"config file {str(path)!r} is not TOML: {error}") from None
+    section = data.get("serve", data)
+    if not isinstance(section, dict):
+        raise InvalidArgument(f"config file {str(path)!r}: [serve] must be "
+                              "a table")
+    return section
+
+
+def _read_token(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_bytes().strip()
+    except OSError as error:
+        raise InvalidArgument(
+            f"token file {str(path)!r} cannot be read: "
+            f"{error.strerror}") from None
+    if not 16 <= len(token) <= 255:
+        raise InvalidArgument(
+            f"token in {str(path)!r} has {len(token)} bytes; use 16..255")
+    return token
+
+
+def parse_host_port(text: str, what: str) -> tuple[str, int]:
+    """Split "HOST:PORT" (IPv6 hosts in brackets)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or \
+            not 0 <= int(port) < 65536:
+        raise InvalidArgument(
+            f"{what} address {text!r} must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """The settings as plain values, for the start-up line."""
+    return {k: str(v) if isinstance(v, Path) else v
+            for k, v in dataclasses.asdict(config).items()}

@@ -1,0 +1,285 @@
+"""tmemd: the asyncio driver that serves a Host over sockets.
+
+It owns the listeners, hands each connection's bytes to a sans-IO
+`ServerConnection`, runs requests through the `Dispatcher` and writes the
+replies.  All engine calls happen on the event loop's thread, one request
+at a time.
+
+Rules:
+- Garbage that cannot be framed closes that connection with one log line;
+  every other bad request gets an error reply and the connection goes on.
+- A peer that sends faster than it reads is paused (transport flow
+  control), so it cannot make the daemon buffer without bound or starve
+  the others.
+- The daemon logs events (connect, disconnect, control actions, start,
+  stop), never pages.
+- SIGINT/SIGTERM stop it cleanly, unless a guard refuses (e.g. a swap
+  device is active): then it logs why and keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from tmem.engine.errors import (
+    InvalidArgument,
+    ProtocolError,
+    ServerError,
+    TmemError,
+)
+from tmem.engine.handles import format_size
+from tmem.engine.host import Host
+from tmem.protocol import frames
+from tmem.protocol.connection import ServerConnection, State
+from tmem.protocol.frames import Hello, Op, Request, Simple
+from tmem.server.auth import AuthPolicy, Peer, peer_of
+from tmem.server.config import Config, parse_host_port
+from tmem.server.sessions import Dispatcher, Session, SessionTable
+
+log = logging.getLogger("tmem.daemon")
+
+HIGH_WATER = 4 << 20
+"""Bytes queued for a peer before we stop reading from it."""
+
+
+class Daemon:
+    """A Host served over a Unix socket (and optionally TCP)."""
+
+    def __init__(self, config: Config,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.host = Host(capacity=config.capacity, compress=config.compress,
+                         dedup=config.dedup, max_pools=config.max_pools,
+                         max_clients=config.max_clients, clock=clock)
+        tenant, admin = config.tokens()
+        self.table = SessionTable(
+            self.host, AuthPolicy(os.getuid(), tenant, admin),
+            config.grace, clock)
+        self.dispatcher = Dispatcher(self.table)
+        self.links: set[_Link] = set()
+        self.exit_guards: list[Callable[[], str | None]] = []
+        """Each returns a reason not to stop now, or None."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._servers: list[asyncio.base_events.Server] = []
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def tcp_port(self) -> int | None:
+        """The TCP port listened on (useful when configured as port 0)."""
+        for server in self._servers[1:]:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return None
+
+    # -- running -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on every configured address."""
+        self._stopped = asyncio.Event()
+        self.loop = loop = asyncio.get_running_loop()
+        sock = _bind_unix(self.config.socket, self.config.socket_mode)
+        self._servers.append(await loop.create_unix_server(
+            lambda: _Link(self), sock=sock))
+        if self.config.tcp is not None:
+            host, port = parse_host_port(self.config.tcp, "tcp")
+            self._servers.append(await loop.create_server(
+                lambda: _Link(self), host, port))
+        self._tasks.append(loop.create_task(self._expire_sessions()))
+        log.info("serving %s on %s%s (capacity %s, compress %s, dedup %s)",
+                 "tmem", self.config.socket,
+                 f" and tcp {self.config.tcp}" if self.config.tcp else "",
+                 format_size(self.host.capacity), self.config.compress,
+                 "on" if self.config.dedup else "off")
+
+    async def serve_forever(self) -> None:
+        """Run until `request_stop()` (or SIGINT/SIGTERM) ends it."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        await self.wait_stopped()
+
+    async def wait_stopped(self) -> None:
+        """Wait for `request_stop()`, then shut down."""
+        assert self._stopped is not None
+        await self._stopped.wait()
+        await self.shutdown()
+
+    def request_stop(self, why: str = "stop") -> None:
+        """Stop unless a guard objects (then log why and keep going)."""
+        for guard in self.exit_guards:
+            reason = guard()
+            if reason is not None:
+                log.warning("%s refused: %s", why, reason)
+                return
+        log.info("%s received: shutting down", why)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for server in self._servers:
+            server.close()
+        for link in list(self.links):
+            link.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.config.socket.unlink()
+        log.info("stopped")
+
+    async def _expire_sessions(self) -> None:
+        period = max(0.05, min(1.0, self.config.grace / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.table.expire()
+
+    # -- requests ------------------------------------------------------------
+
+    def serve(self, link: _Link, request: Request) -> list[bytes]:
+        """Run one request of a connection; return the reply buffers."""
+        if isinstance(request, Hello):
+            return self._hello(link, request)
+        session = link.session
+        if session is None:  # only a refused HELLO gets here
+            return [frames.error_reply(request.opcode, request.request_id,
+                                       ProtocolError("no session"))]
+        reply = self.dispatcher.handle(session, request)
+        if isinstance(request, Simple) and request.opcode == Op.CLOSE:
+            self.table.close(session, "closed by the client")
+            link.session = None
+            link.connection.finish()
+        return reply
+
+    def _hello(self, link: _Link, hello: Hello) -> list[bytes]:
+        try:
+            session, welcome, displaced = self.table.hello(hello, link.peer,
+                                                           link)
+        except TmemError as error:
+            log.info("refused %r from %s: %s", hello.name,
+                     link.peer.describe(), error)
+            link.connection.finish()
+            return [frames.error_reply(Op.HELLO, hello.request_id, error)]
+        if isinstance(displaced, _Link):
+            displaced.session = None
+            displaced.transport.close()
+        link.session = session
+        return frames.ok_reply(Op.HELLO, hello.request_id,
+                               frames.encode_welcome(welcome))
+
+
+class _Link(asyncio.Protocol):
+    """One connection: bytes to requests, replies to bytes."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.connection = ServerConnection()
+        self.session: Session | None = None
+        self.peer = Peer("unknown", "")
+        self.transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.peer = peer_of(transport.get_extra_info("socket"))
+        if len(self.daemon.links) >= self.daemon.config.max_connections:
+            log.warning("refused a connection from %s: %d connections "
+                        "open (max_connections)", self.peer.describe(),
+                        len(self.daemon.links))
+            self.transport.abort()
+            return
+        self.daemon.links.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        connection = self.connection
+        connection.receive_data(data)
+        while True:
+            try:
+                request = connection.next_request()
+            except ProtocolError as error:
+                log.warning("closed connection from %s: %s",
+                            self.peer.describe(), error)
+                self.transport.abort()
+                return
+            if request is None:
+                break
+            self.transport.writelines(self._serve(request))
+        if connection.state is State.FINISHED:
+            self.transport.close()
+
+    def _serve(self, request: Request) -> list[bytes]:
+        try:
+            return self.daemon.serve(self, request)
+        except Exception as error:  # a bug: answer, log, keep serving
+            log.exception("internal error on %s from %s",
+                          request.opcode, self.peer.describe())
+            return [frames.error_reply(request.opcode, request.request_id,
+                                       ServerError(f"internal error: "
+                                                   f"{error!r}"))]
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.daemon.links.discard(self)
+        if self.session is not None:
+            self.daemon.table.detach(self.session)
+            self.session = None
+
+
+def _bind_unix(path: Path, mode: int) -> socket.socket:
+    """A listening Unix socket at `path`, refusing to steal a live one."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: nobody listens there
+        else:
+            raise InvalidArgument(
+                f"socket {str(path)!r} is in use: another tmem daemon is "
+                "running")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise InvalidArgument(f"socket {str(path)!r} is in use") from None
+        raise InvalidArgument(
+            f"socket {str(path)!r} cannot be created: "
+            f"{error.strerror}") from None
+    os.chmod(path, mode)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def run(config: Config) -> None:
+    """Serve until stopped (the body of `tmem serve`)."""
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    runner(Daemon(config).serve_forever())

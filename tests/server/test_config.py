@@ -1,0 +1,74 @@
+"""Settings: defaults, TOML, overrides, and refusals that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tmem import InvalidArgument
+from tmem.client.address import parse_address
+from tmem.server import config as cfg
+
+
+def test_defaults_need_no_arguments() -> None:
+    config = cfg.load(None, {})
+    assert config.socket.name == "tmem.sock"
+    assert config.socket_mode == 0o600
+    assert config.tcp is None
+    assert config.capacity > 0
+    assert config.compress == "lz4"
+
+
+def test_file_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "tmem.toml"
+    path.write_text('[serve]\ncapacity = "2GiB"\ncompress = "zstd"\n'
+                    'socket_mode = 0o660\ngrace = 5\n')
+    config = cfg.load(path, {"compress": "none", "capacity": None})
+    assert (config.capacity, config.compress) == (2 << 30, "none")
+    assert config.socket_mode == 0o660 and config.grace == 5.0
+
+
+@pytest.mark.parametrize("text, words", [
+    ("colour = 1\n", "config key 'colour' is unknown"),
+    ('capacity = "lots"\n', "config key 'capacity' has a bad value"),
+    ('compress = "brotli"\n', "'brotli' is unknown"),
+    ('tcp = "0.0.0.0:7777"\n', "needs token_file"),
+    ('tcp = "nowhere"\n', "must be HOST:PORT"),
+    ("grace = -1\n", "grace"),
+    ("[serve\n", "is not TOML"),
+])
+def test_bad_settings_are_refused_naming_them(tmp_path: Path, text: str,
+                                              words: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidArgument, match=words):
+        cfg.load(path, {})
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="cannot be read"):
+        cfg.load(tmp_path / "absent.toml", {})
+
+
+def test_token_files_must_hold_a_real_token(tmp_path: Path) -> None:
+    short = tmp_path / "t"
+    short.write_text("abc")
+    config = cfg.load(None, {"token_file": short})
+    with pytest.raises(InvalidArgument, match="has 3 bytes"):
+        config.tokens()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("unix:/run/t.sock", "unix:/run/t.sock"),
+    ("/run/t.sock", "unix:/run/t.sock"),
+    ("tcp:127.0.0.1:7777", "tcp:127.0.0.1:7777"),
+    ("tcp:[::1]:7777", "tcp:::1:7777"),
+])
+def test_address_forms(text: str, expected: str) -> None:
+    assert str(parse_address(text)) == expected
+
+
+def test_bad_address_says_which_forms_work() -> None:
+    with pytest.raises(InvalidArgument, match="unix:PATH or tcp:HOST:PORT"):
+        parse_address("example.org:80")
