@@ -10,7 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXTRAS="${1:-all}"
-DEBIAN_PACKAGES=(python3-venv)
+DEBIAN_PACKAGES=(
+    python3-venv
+    redis-server     # the peer in `tmem bench server`
+    memcached        # the other peer in `tmem bench server`
+)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 

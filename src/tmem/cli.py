@@ -90,3 +90,28 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s tmem: %(message)s")
     daemon.run(config)
+
+
+@bench.command("server")
+@click.option("--clients", default=4, show_default=True,
+              help="Client processes driving each server.")
+@click.option("--pages", default=20_000, show_default=True,
+              help="Pages per client in the batched workload.")
+@click.option("--unbatched", default=3_000, show_default=True,
+              help="Pages per client in the unbatched workload.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results as one JSON object.")
+def bench_server(clients: int, pages: int, unbatched: int,
+                 as_json: bool) -> None:
+    """tmemd against redis-server and memcached, same workload."""
+    from tmem.experiments import bench_server as b
+
+    result = b.run(clients=clients, pages=pages, unbatched=unbatched)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        b.render(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from tmem.engine.errors import ProtocolError
+from tmem.engine.errors import InvalidArgument, ProtocolError
 from tmem.engine.handles import (
     OidLike,
     UuidLike,
@@ -77,6 +77,8 @@ def _one_pool(body: bytes) -> PoolInfo:
 
 def new_pool(persistent: bool, shared: bool,
              uuid: UuidLike | None) -> Call[PoolInfo]:
+    if shared and uuid is None:
+        raise InvalidArgument("a shared pool needs a uuid")
     parsed = None if uuid is None else parse_uuid(uuid)
     body = frames.encode_new_pool(pool_flags(persistent, shared), parsed)
     return Call(Op.NEW_POOL, [body], _one_pool)
@@ -137,7 +139,7 @@ def _handles_calls(op: Op, pool_id: int,
     for start in range(0, len(packed), limit):
         chunk = packed[start:start + limit]
         head = frames.encode_batch_head(pool_id, len(chunk))
-        calls.append(Call(op, [head, *chunk], reader(len(chunk))))
+        calls.append(Call(op, [head + b"".join(chunk)], reader(len(chunk))))
     return calls
 
 

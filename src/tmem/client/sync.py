@@ -46,8 +46,13 @@ from tmem.engine.handles import (
 )
 from tmem.engine.stats import ClientStats, PoolStats, Snapshot
 from tmem.protocol import frames
-from tmem.protocol.connection import ClientConnection, Reply
-from tmem.protocol.frames import Op, Status, Welcome
+from tmem.protocol.connection import (
+    ClientConnection,
+    Reply,
+    body_length,
+    reply_from,
+)
+from tmem.protocol.frames import HEADER_SIZE, Op, Status, Welcome
 
 T = TypeVar("T")
 RECV_SIZE = 1 << 18
@@ -157,14 +162,11 @@ class Wire:
         return reply.body
 
     def _receive(self, sock: socket.socket) -> Reply:
-        while True:
-            reply = self._conn.next_reply()
-            if reply is not None:
-                return reply
-            data = sock.recv(RECV_SIZE)
-            if not data:
-                raise ConnectionResetError(0, "closed by the daemon")
-            self._conn.receive_data(data)
+        # Replies come one per request, so read exactly one: its header,
+        # then the body it announces, straight into one buffer.
+        header = _recv_exact(sock, HEADER_SIZE)
+        body = _recv_exact(sock, body_length(bytes(header)))
+        return reply_from(bytes(header), body)
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -180,6 +182,18 @@ class Wire:
                 self._exchange(Op.CLOSE, [])
             self._drop()
             self.welcome = None
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+        if n == 0:
+            raise ConnectionResetError(0, "closed by the daemon")
+        got += n
+    return buffer
 
 
 def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:

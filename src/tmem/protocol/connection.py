@@ -196,9 +196,32 @@ class ClientConnection:
             return None
         body = bytes(frame.body)
         frame.body.release()
-        if not frame.opcode & REPLY or frame.flags or not body:
-            raise ProtocolError(
-                f"frame with opcode {frame.opcode:#04x} and flags "
-                f"{frame.flags:#06x} is not a reply")
-        return Reply(frame.opcode & ~REPLY, frame.request_id, body[0],
-                     body[1:])
+        return reply_of(frame.opcode, frame.flags, frame.request_id, body)
+
+
+def body_length(header: bytes, max_frame: int = MAX_FRAME) -> int:
+    """The body length a 12-byte frame header announces (for drivers that
+    read a reply in two exact reads); raises ProtocolError as framing
+    would."""
+    length, version, _, _, _ = HEADER.unpack(header)
+    if version != PROTOCOL_VERSION or not 8 <= length <= max_frame:
+        raise ProtocolError(
+            f"frame header {header.hex()} cannot be framed")
+    return int(length) - 8
+
+
+def reply_of(opcode: int, flags: int, request_id: int,
+             body: bytes | bytearray) -> Reply:
+    """Check that a frame is a reply; split off its status."""
+    if not opcode & REPLY or flags or not body:
+        raise ProtocolError(
+            f"frame with opcode {opcode:#04x} and flags {flags:#06x} is "
+            "not a reply")
+    return Reply(opcode & ~REPLY, request_id, body[0],
+                 bytes(memoryview(body)[1:]))
+
+
+def reply_from(header: bytes, body: bytes | bytearray) -> Reply:
+    """The reply made of a header and the body it announced."""
+    _, _, opcode, flags, request_id = HEADER.unpack(header)
+    return reply_of(opcode, flags, request_id, body)

@@ -178,6 +178,8 @@ def ok_reply(opcode: int, request_id: int, *parts: bytes) -> list[bytes]:
 # -- handles -------------------------------------------------------------------
 
 def pack_handle(oid: int, index: int) -> bytes:
+    if oid <= U64_MASK:  # the common case, two shifts cheaper
+        return HANDLE.pack(oid, 0, 0, index)
     return HANDLE.pack(oid & U64_MASK, (oid >> 64) & U64_MASK, oid >> 128,
                        index)
 
