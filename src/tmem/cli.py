@@ -81,6 +81,9 @@ def bench_engine(pages: int, repeats: int, as_json: bool) -> None:
               help="File holding the tenant token (required for TCP).")
 @click.option("--admin-token-file", type=click.Path(path_type=Path),
               help="File holding the admin token.")
+@click.option("--state", type=click.Path(path_type=Path),
+              help="Save persistent pools here at shutdown; restore them "
+              "at start.")
 def serve(config_file: Path | None, **overrides: Any) -> None:
     """Run the tmem daemon in the foreground."""
     from tmem.server import config as cfg
@@ -111,6 +114,60 @@ def bench_server(clients: int, pages: int, unbatched: int,
         click.echo(json.dumps(result, indent=2))
     else:
         b.render(result)
+
+
+def _connect_option(f: Any) -> Any:
+    return click.option(
+        "--connect", "address", envvar="TMEM_ADDRESS",
+        help="Daemon address: socket path, unix:PATH or tcp:HOST:PORT "
+        "[default: $TMEM_ADDRESS or the default socket].")(
+        click.option("--token-file", type=click.Path(path_type=Path),
+                     help="File holding the admin token (for TCP).")(f))
+
+
+def _control(address: str | None, token_file: Path | None) -> Any:
+    token = token_file.read_bytes().strip() if token_file else None
+    return tmem.connect_control(address, token=token)
+
+
+@main.command("save")
+@click.argument("client")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--ephemeral", is_flag=True,
+              help="Also carry ephemeral pages.")
+@_connect_option
+def save(client: str, file: Path, ephemeral: bool, address: str | None,
+         token_file: Path | None) -> None:
+    """Write CLIENT's state (settings, pools, persistent pages) to FILE.
+
+    FILE is written by the daemon, on its host.
+    """
+    with _control(address, token_file) as control:
+        result = control.save(_ref(client), file, ephemeral)
+    click.echo(f"saved {result['pages']:,} pages "
+               f"({result['bytes'] / 2**20:,.1f} MiB of payload) to {file}")
+
+
+@main.command("restore")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--as", "as_name", help="Name for the restored client.")
+@_connect_option
+def restore(file: Path, as_name: str | None, address: str | None,
+            token_file: Path | None) -> None:
+    """Create clients from a state FILE (read by the daemon, on its host).
+
+    Each waits for its program to resume it; the resume token is printed.
+    """
+    with _control(address, token_file) as control:
+        for c in control.restore(file, as_name):
+            click.echo(f"restored client {c['name']} (id {c['client_id']}) "
+                       f"with {c['pages']:,} persistent pages; resume "
+                       f"token {c['token']}")
+
+
+def _ref(text: str) -> int | str:
+    """A client named on the command line: an id if it is a number."""
+    return int(text) if text.isdigit() else text
 
 
 if __name__ == "__main__":

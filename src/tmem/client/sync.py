@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -72,17 +73,20 @@ class Wire:
         self.timeout = timeout
         self.resume_window = resume_window
         self.welcome: Welcome | None = None
+        self._resume: bytes | None = None
         self._sock: socket.socket | None = None
         self._conn = ClientConnection()
         self._lock = threading.Lock()
+
+    def resume_with(self, token: bytes) -> None:
+        """Make the next `connect` resume the session with this token."""
+        self._resume = token
 
     def connect(self) -> Welcome:
         """Open the socket and say HELLO (resuming if we had a session)."""
         sock = self._open_socket()
         self._sock, self._conn = sock, ClientConnection()
-        resume = None
-        if self.welcome is not None and not self.control:
-            resume = self.welcome.resume
+        resume = None if self.control else self._resume
         body = frames.encode_hello(self.name, self.token, resume,
                                    self.control)
         try:
@@ -91,6 +95,7 @@ class Wire:
             self._drop()
             raise
         self.welcome = frames.decode_welcome(reply)
+        self._resume = self.welcome.resume
         return self.welcome
 
     def _open_socket(self) -> socket.socket:
@@ -182,6 +187,7 @@ class Wire:
                 self._exchange(Op.CLOSE, [])
             self._drop()
             self.welcome = None
+            self._resume = None
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytearray:
@@ -386,6 +392,29 @@ class RemoteControl:
                                                bytes=nbytes))
         return int(result["freed"])
 
+    def save(self, ref: ClientRef, path: str | os.PathLike[str],
+             ephemeral: bool = False) -> dict[str, int]:
+        """Have the daemon write a client's state to `path` (on its host).
+
+        Returns the pages and payload bytes written.
+        """
+        result = self._wire.call(calls.control(
+            Op.SAVE, client=ref, path=os.path.abspath(path),
+            ephemeral=ephemeral))
+        return {"pages": int(result["pages"]), "bytes": int(result["bytes"])}
+
+    def restore(self, path: str | os.PathLike[str],
+                as_name: str | None = None) -> list[dict[str, object]]:
+        """Have the daemon restore clients from `path` (on its host).
+
+        Each restored client waits, detached, to be resumed with its token
+        (`tmem.connect(..., resume=token)`).  Returns one dict per client:
+        client_id, name, token (hex), pages.
+        """
+        result = self._wire.call(calls.control(
+            Op.RESTORE, path=os.path.abspath(path), **{"as": as_name}))
+        return list(result["clients"])
+
     def close(self) -> None:
         self._wire.close()
 
@@ -398,7 +427,8 @@ def _token(token: bytes | str | None) -> bytes:
 
 def connect(address: str | None = None, name: str = "client", *,
             token: bytes | str | None = None, timeout: float | None = 30.0,
-            resume_window: float = 10.0) -> RemoteClient:
+            resume_window: float = 30.0,
+            resume: bytes | str | None = None) -> RemoteClient:
     """Open a session with a tmem daemon.
 
     Args:
@@ -408,7 +438,9 @@ def connect(address: str | None = None, name: str = "client", *,
         token: the tenant or admin token (required over TCP).
         timeout: seconds to wait on the socket (None: forever).
         resume_window: seconds to keep retrying to resume the session
-            after the connection breaks.
+            after the connection breaks (a daemon restart included).
+        resume: a resume token (bytes or hex) of an existing session, e.g.
+            one `tmem restore` created: attach to it instead of a new one.
 
     Raises:
         ConnectionLost: the daemon cannot be reached.
@@ -416,6 +448,9 @@ def connect(address: str | None = None, name: str = "client", *,
     """
     wire = Wire(parse_address(address), name, _token(token), False,
                 timeout, resume_window)
+    if resume is not None:
+        wire.resume_with(bytes.fromhex(resume) if isinstance(resume, str)
+                         else resume)
     wire.connect()
     return RemoteClient(wire)
 

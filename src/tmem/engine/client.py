@@ -150,9 +150,12 @@ class Client:
         return handle
 
     def open_pool(self, persistent: bool, shared: bool,
-                  uuid: uuidlib.UUID | None,
-                  pool_id: int | None = None) -> Pool:
-        """Create or join a pool in a free slot (or in `pool_id`)."""
+                  uuid: uuidlib.UUID | None, pool_id: int | None = None,
+                  trusted: bool = False) -> Pool:
+        """Create or join a pool in a free slot (or in `pool_id`).
+
+        `trusted` (a restore by the host) skips the shared-pool auth check.
+        """
         if shared and persistent:
             raise InvalidArgument(
                 "a pool cannot be both shared and persistent: shared "
@@ -173,7 +176,7 @@ class Client:
 
         if shared:
             assert uuid is not None
-            contents = self.host.join_shared(self, slot, uuid)
+            contents = self.host.join_shared(self, slot, uuid, trusted)
         else:
             contents = PoolContents(persistent, False, None,
                                     None if persistent else self.dedup,

@@ -28,10 +28,11 @@ import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
-from typing import TypeAlias
+from typing import BinaryIO, TypeAlias
 
+from tmem.engine import state
 from tmem.engine.client import Client
-from tmem.engine.codecs import codec_named
+from tmem.engine.codecs import Codec, codec_named
 from tmem.engine.errors import (
     CheckFailed,
     InvalidArgument,
@@ -120,23 +121,35 @@ class Host:
             dedup: None follows the host, False opts out, True joins the
                 host-wide group, a string joins that named group.
         """
+        settings = self.check_client_settings(name, weight, cap, compress)
+        with self.lock:
+            return self.add_client(*settings, dedup)
+
+    def check_client_settings(self, name: object, weight: object,
+                              cap: object, compress: object
+                              ) -> tuple[str, int, int | None, Codec | None]:
+        """Validate a new client's settings; raise naming the bad one."""
         if not isinstance(name, str) or not name or len(name) > 255:
             raise InvalidArgument(
                 f"client name {name!r} must be a string of 1..255 chars")
-        checked_weight = _check_weight(weight)
         checked_cap = None if cap is None else parse_size(cap, "cap")
+        if compress is not None and not isinstance(compress, str):
+            raise InvalidArgument(f"compress {compress!r} must be a string")
         codec = codec_named(self.compress if compress is None else compress)
-        with self.lock:
-            if len(self._clients) >= self.max_clients:
-                raise LimitExceeded(
-                    f"host already has {len(self._clients)} clients, the "
-                    "most it accepts (max_clients)")
-            client = Client(self, self._next_client_id, name,
-                            checked_weight, checked_cap, codec,
-                            self._dedup_table(dedup))
-            self._clients[client.client_id] = client
-            self._next_client_id += 1
-            return client
+        return name, _check_weight(weight), checked_cap, codec
+
+    def add_client(self, name: str, weight: int, cap: int | None,
+                   codec: Codec | None, dedup: bool | str | None) -> Client:
+        """Create a client from checked settings (lock held)."""
+        if len(self._clients) >= self.max_clients:
+            raise LimitExceeded(
+                f"host already has {len(self._clients)} clients, the "
+                "most it accepts (max_clients)")
+        client = Client(self, self._next_client_id, name, weight, cap,
+                        codec, self._dedup_table(dedup))
+        self._clients[client.client_id] = client
+        self._next_client_id += 1
+        return client
 
     def _dedup_table(self, dedup: bool | str | None) -> DedupTable | None:
         if dedup is None:
@@ -251,14 +264,42 @@ class Host:
         left); return the bytes freed."""
         target = parse_size(nbytes, "flush size")
         with self.lock:
-            start = self.used
-            while start - self.used < target:
-                victim = self.policy.choose_victim(self._clients.values())
-                if victim is None:
-                    break
-                assert isinstance(victim, Client)
-                victim.evict_one()
-            return start - self.used
+            return self.evict(target)
+
+    def evict(self, nbytes: int) -> int:
+        """`flush` with the lock held."""
+        start = self.used
+        while start - self.used < nbytes:
+            victim = self.policy.choose_victim(self._clients.values())
+            if victim is None:
+                break
+            assert isinstance(victim, Client)
+            victim.evict_one()
+        return start - self.used
+
+    # -- saved state -----------------------------------------------------------
+
+    def save(self, ref: ClientRef, file: BinaryIO,
+             ephemeral: bool = False) -> int:
+        """Write a client's state as a stream (see state.py); return the
+        pages written.  Ephemeral pages are written only if asked for."""
+        with self.lock:
+            writer = state.StreamWriter(file.write)
+            state.write_client(writer, self._find(ref), ephemeral)
+            writer.end()
+            return writer.pages
+
+    def restore(self, file: BinaryIO, as_name: str | None = None
+                ) -> list[Client]:
+        """Read a whole stream, check it, then create its clients.
+
+        Raises:
+            StreamError: truncated, corrupted, foreign or unsupported.
+            LimitExceeded: it does not fit; nothing was restored.
+        """
+        images = state.read_stream(file.read)
+        with self.lock:
+            return state.apply(self, images, as_name)
 
     # -- the data path's helpers (lock held) ---------------------------------
 
@@ -296,11 +337,11 @@ class Host:
             victim.evict_one()
         return None
 
-    def join_shared(self, client: Client, slot: int,
-                    uuid: uuidlib.UUID) -> PoolContents:
+    def join_shared(self, client: Client, slot: int, uuid: uuidlib.UUID,
+                    trusted: bool = False) -> PoolContents:
         """Return the shared pool's contents, creating it (owned by the
         client's `slot`) if need be."""
-        if self.shared_auth and uuid not in client.auth:
+        if self.shared_auth and not trusted and uuid not in client.auth:
             raise PermissionDenied(
                 f"client {client.name!r} is not authorised for shared pool "
                 f"{str(uuid)!r}")

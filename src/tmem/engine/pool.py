@@ -107,11 +107,16 @@ class PoolContents:
         self.owner_slot = owner_slot
         self.handles: list[Pool] = []
         self.dedup = dedup
-        self.metadata = PAGE_METADATA + (0 if persistent else LRU_METADATA)
+        self.metadata = self.metadata_for(persistent)
         self.pages = self.bytes = self.raw_pages = 0
         self.compressed_pages = self.compressed_bytes = 0
         self.same_filled_pages = self.zero_pages = 0
         self.evictions = self.pages_peak = 0
+
+    @staticmethod
+    def metadata_for(persistent: bool) -> int:
+        """Accounted metadata bytes per page of a pool of this kind."""
+        return PAGE_METADATA + (0 if persistent else LRU_METADATA)
 
     def lru_key(self, oid: int, index: int) -> int:
         return (((oid << 32) | index) << SLOT_BITS) | self.owner_slot
@@ -479,6 +484,21 @@ class Pool:
         ops.object_flushes_found += 1
         ops.object_flush_pages += count
         return count
+
+    def restore_page(self, oid: int, index: int, entry: Entry) -> None:
+        """Store an already encoded entry (restore; lock held, room made).
+
+        A page already at the handle is replaced.
+        """
+        contents = self._contents
+        pages = contents.objects.get(oid)
+        if pages is not None and index in pages:
+            contents.remove(oid, pages, index)
+        payload_is_new = True
+        if contents.dedup is not None and type(entry) is bytes:
+            entry, shared = contents.dedup.intern(entry)
+            payload_is_new = not shared
+        contents.insert(oid, index, entry, payload_is_new)
 
     def snapshot(self) -> PoolStats:
         contents = self._contents

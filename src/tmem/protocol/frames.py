@@ -97,6 +97,8 @@ class Op(enum.IntEnum):
     REVOKE = 39
     FREEABLE = 40
     FLUSH_MEMORY = 41
+    SAVE = 42
+    RESTORE = 43
 
 
 CONTROL_OPS = frozenset(op for op in Op if op >= 32)

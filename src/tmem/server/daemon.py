@@ -42,6 +42,7 @@ from tmem.engine.host import Host
 from tmem.protocol import frames
 from tmem.protocol.connection import ServerConnection, State
 from tmem.protocol.frames import Hello, Op, Request, Simple
+from tmem.server import persistence
 from tmem.server.auth import AuthPolicy, Peer, peer_of
 from tmem.server.config import Config, parse_host_port
 from tmem.server.sessions import Dispatcher, Session, SessionTable
@@ -88,6 +89,8 @@ class Daemon:
         """Listen on every configured address."""
         self._stopped = asyncio.Event()
         self.loop = loop = asyncio.get_running_loop()
+        if self.config.state is not None:
+            persistence.load_state(self.table, self.config.state)
         sock = _bind_unix(self.config.socket, self.config.socket_mode)
         self._servers.append(await loop.create_unix_server(
             lambda: _Link(self), sock=sock))
@@ -132,6 +135,8 @@ class Daemon:
             task.cancel()
         for server in self._servers:
             server.close()
+        if self.config.state is not None:
+            persistence.save_state(self.table, self.config.state)
         for link in list(self.links):
             link.transport.close()
         for server in self._servers:

@@ -25,12 +25,15 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from tmem.engine import state
 from tmem.engine.client import Client
 from tmem.engine.errors import (
     InvalidArgument,
@@ -155,6 +158,20 @@ class SessionTable:
         session.attached, session.connection = True, connection
         log.info("%s resumed from %s", session.describe(), peer.describe())
         return session, displaced
+
+    def session_of(self, client: Client) -> Session | None:
+        for session in self.by_token.values():
+            if session.client is client:
+                return session
+        return None
+
+    def holds(self, token: bytes) -> bool:
+        """Whether a live session has this resume token."""
+        return _key(token) in self.by_token
+
+    def adopt(self, session: Session) -> None:
+        """Take in a session restored from saved state."""
+        self.by_token[_key(session.token)] = session
 
     def detach(self, session: Session) -> None:
         """The connection broke: keep the session for the grace period."""
@@ -320,6 +337,11 @@ class Dispatcher:
             return {"bytes": host.freeable()}
         if op == Op.FLUSH_MEMORY:
             return {"freed": host.flush(_arg(args, "bytes", (int, str)))}
+        if op == Op.SAVE:
+            return self._save(_client_ref(args), _path(args),
+                              bool(args.get("ephemeral", False)))
+        if op == Op.RESTORE:
+            return self._restore(_path(args), args.get("as"))
         ref = _client_ref(args)
         if op == Op.FREEZE:
             host.freeze(ref)
@@ -335,6 +357,44 @@ class Dispatcher:
             self._authorize(ref, parse_uuid(_arg(args, "uuid", (str,))),
                             op == Op.AUTHORIZE)
         return {}
+
+    def _save(self, ref: int | str, path: Path, ephemeral: bool
+              ) -> dict[str, Any]:
+        """Write a client (with its session's resume token) to a file."""
+        host = self.host
+        client = host.find_client(ref)
+        session = self.table.session_of(client)
+        try:
+            with open(path, "wb") as f, host.lock:
+                writer = state.StreamWriter(f.write)
+                state.write_client(writer, client, ephemeral,
+                                   None if session is None
+                                   else session.token)
+                writer.end()
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            raise InvalidArgument(f"cannot write {str(path)!r}: "
+                                  f"{error.strerror}") from None
+        return {"pages": writer.pages, "bytes": writer.page_bytes}
+
+    def _restore(self, path: Path, as_name: object) -> dict[str, Any]:
+        """Create clients from a file; each waits detached for a resume."""
+        if as_name is not None and not isinstance(as_name, str):
+            raise InvalidArgument(f"'as' = {as_name!r} must be a name")
+        try:
+            with open(path, "rb") as f:
+                images = state.read_stream(f.read)
+        except OSError as error:
+            raise InvalidArgument(f"cannot read {str(path)!r}: "
+                                  f"{error.strerror}") from None
+        with self.host.lock:
+            clients = state.apply(self.host, images, as_name)
+        sessions = adopt_restored(self.table, images, clients)
+        return {"clients": [
+            {"client_id": s.session_id, "name": s.name,
+             "token": s.token.hex(),
+             "pages": s.client.persistent_pages if s.client else 0}
+            for s in sessions]}
 
     def _authorize(self, ref: int | str, uuid: uuidlib.UUID,
                    grant: bool) -> None:
@@ -361,6 +421,15 @@ def _arg(args: dict[str, Any], name: str, types: tuple[type, ...]) -> Any:
     return value
 
 
+def _path(args: dict[str, Any]) -> Path:
+    value = args.get("path")
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise InvalidArgument(
+            f"control argument 'path' = {value!r} must be an absolute path "
+            "on the daemon's host")
+    return Path(value)
+
+
 def _client_ref(args: dict[str, Any]) -> int | str:
     ref = args.get("client")
     if isinstance(ref, bool) or not isinstance(ref, (int, str)) or ref == "":
@@ -372,3 +441,30 @@ def _client_ref(args: dict[str, Any]) -> int | str:
 
 def _describe_args(args: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(args.items())) or "-"
+
+
+def adopt_restored(table: SessionTable, images: list[state.ClientImage],
+                   clients: list[Client]) -> list[Session]:
+    """Give restored clients detached sessions, keeping each saved resume
+    token unless a live session already holds it."""
+    now = table.clock()
+    sessions = []
+    for image, client in zip(images, clients, strict=True):
+        token = _token(image.settings.get("token"))
+        if token is None or table.holds(token):
+            token = secrets.token_bytes(16)
+        session = Session(client.client_id, client.name, client, token,
+                          admin=False, peer=Peer("restored", ""),
+                          attached=False, detached_at=now)
+        table.adopt(session)
+        sessions.append(session)
+    return sessions
+
+
+def _token(value: object) -> bytes | None:
+    if isinstance(value, str) and len(value) == 32:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,71 @@
+"""Persistent pages outlive the daemon: restart with --state, save and
+restore on request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tmem
+from tmem.testing import daemon_in_thread
+
+
+def test_restart_with_state_loses_no_persistent_page(
+        sockdir: Path, pages: list[bytes]) -> None:
+    sock, state_file = sockdir / "r.sock", sockdir / "tmem.state"
+    with daemon_in_thread(sock, state=state_file, grace=30.0):
+        client = tmem.connect(f"unix:{sock}", name="swap",
+                              resume_window=10.0)
+        client.new_pool()                       # id 0: ephemeral
+        swap = client.new_pool(persistent=True)  # id 1
+        assert all(swap.put_many([(i // 64, i % 64, p)
+                                  for i, p in enumerate(pages)]))
+        client.pool(0).put(1, 1, pages[0])
+    assert state_file.exists()
+
+    with daemon_in_thread(sock, state=state_file, grace=30.0):
+        # the same client object resumes its session transparently
+        got = swap.get_many([(i // 64, i % 64) for i in range(len(pages))])
+        assert got == pages
+        assert [p.pool_id for p in client.pools()] == [0, 1]
+        assert client.pool(0).get(1, 1) is None  # ephemeral: not kept
+        client.close()
+
+
+def test_corrupt_state_file_stops_the_start(sockdir: Path) -> None:
+    state_file = sockdir / "bad.state"
+    state_file.write_bytes(b"\x89TMEM\r\n\x1a" + bytes(20))
+    with pytest.raises(tmem.StreamError, match=r"bad\.state"), \
+            daemon_in_thread(sockdir / "c.sock", state=state_file):
+        pass
+    assert state_file.exists()
+
+
+def test_save_then_restore_as_another_name(sockdir: Path,
+                                           pages: list[bytes]) -> None:
+    sock, saved = sockdir / "s.sock", sockdir / "client.tmem"
+    with daemon_in_thread(sock) as daemon:
+        address = f"unix:{sock}"
+        with tmem.connect(address, name="db") as client, \
+                tmem.connect_control(address) as control:
+            swap = client.new_pool(persistent=True)
+            swap.put_many([(7, i, p) for i, p in enumerate(pages[:50])])
+            result = control.save("db", saved)
+            assert result["pages"] == 50
+            (info,) = control.restore(saved, as_name="db-copy")
+            assert info["name"] == "db-copy" and info["pages"] == 50
+            copy = tmem.connect(address, name="db-copy",
+                                resume=str(info["token"]))
+            assert copy.pool(0).get_many([(7, i) for i in range(50)]) == \
+                pages[:50]
+            copy.close()
+            with pytest.raises(tmem.InvalidArgument, match="absolute"):
+                control._wire.call(tmem.client.calls.control(
+                    tmem.protocol.frames.Op.SAVE, client="db",
+                    path="relative.tmem"))
+            with pytest.raises(tmem.StreamError):
+                bad = sockdir / "bad.tmem"
+                bad.write_bytes(saved.read_bytes()[:-10])
+                control.restore(bad)
+        assert daemon.host.stats().clients == 0
