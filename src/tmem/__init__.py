@@ -13,6 +13,7 @@ from tmem.engine.errors import (
     ConnectionLost,
     InvalidArgument,
     LimitExceeded,
+    Moved,
     NoSuchClient,
     NoSuchPool,
     PermissionDenied,
@@ -38,7 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PAGE_SIZE", "Busy", "CheckFailed", "Client", "ClientStats",
     "ConnectionLost", "Host", "HostStats", "InvalidArgument",
-    "LimitExceeded", "NoSuchClient", "NoSuchPool", "OpCounts", "PageCounts",
+    "LimitExceeded", "Moved", "NoSuchClient", "NoSuchPool", "OpCounts", "PageCounts",
     "PermissionDenied", "Pool", "PoolStats", "ProtocolError", "ServerError",
     "Snapshot",
     "StreamError", "TmemError", "connect", "connect_control", "parse_size",

@@ -165,6 +165,26 @@ def restore(file: Path, as_name: str | None, address: str | None,
                        f"token {c['token']}")
 
 
+@main.command("migrate")
+@click.argument("client")
+@click.option("--to", "to", required=True,
+              help="The other daemon's address, as this daemon and the "
+              "client both reach it.")
+@click.option("--to-token-file", type=click.Path(path_type=Path),
+              help="File holding the other daemon's admin token.")
+@_connect_option
+def migrate(client: str, to: str, to_token_file: Path | None,
+            address: str | None, token_file: Path | None) -> None:
+    """Move CLIENT, live, to another daemon; it keeps its pool ids."""
+    to_token = to_token_file.read_bytes().strip() if to_token_file else None
+    with _control(address, token_file) as control:
+        r = control.migrate(_ref(client), to, to_token)
+    click.echo(f"migrated {r['client']} to {r['to']}: {r['pages']:,} pages "
+               f"({int(str(r['bytes'])) / 2**20:,.1f} MiB) in "
+               f"{float(str(r['seconds'])):.2f} s; client paused "
+               f"{float(str(r['pause_ms'])):.1f} ms")
+
+
 def _ref(text: str) -> int | str:
     """A client named on the command line: an id if it is a number."""
     return int(text) if text.isdigit() else text

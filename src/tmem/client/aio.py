@@ -24,6 +24,7 @@ from tmem.client.sync import RECV_SIZE, _token
 from tmem.engine.api import ClientRef
 from tmem.engine.errors import (
     ConnectionLost,
+    Moved,
     NoSuchClient,
     NoSuchPool,
     TmemError,
@@ -54,6 +55,7 @@ class AsyncWire:
         self.control = control
         self.resume_window = resume_window
         self.welcome: Welcome | None = None
+        self._resume: bytes | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._conn = ClientConnection()
@@ -64,9 +66,7 @@ class AsyncWire:
         reader, writer = await self._open()
         self._conn, self._writer = ClientConnection(), writer
         self._reader_task = asyncio.create_task(self._read(reader))
-        resume = None
-        if self.welcome is not None and not self.control:
-            resume = self.welcome.resume
+        resume = None if self.control else self._resume
         body = frames.encode_hello(self.name, self.token, resume,
                                    self.control)
         try:
@@ -75,6 +75,7 @@ class AsyncWire:
             await self._drop()
             raise
         self.welcome = frames.decode_welcome(reply)
+        self._resume = self.welcome.resume
         return self.welcome
 
     async def _open(self) -> tuple[asyncio.StreamReader,
@@ -113,6 +114,10 @@ class AsyncWire:
     async def call(self, call: Call[T]) -> T:
         try:
             return call.read(await self._exchange(call.opcode, call.parts))
+        except Moved as moved:
+            await self._drop()
+            self.address = parse_address(moved.address)
+            self._resume = moved.token
         except ConnectionLost:
             if self.welcome is None:
                 raise

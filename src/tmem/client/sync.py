@@ -33,6 +33,7 @@ from tmem.client.calls import Call
 from tmem.engine.api import ClientRef
 from tmem.engine.errors import (
     ConnectionLost,
+    Moved,
     NoSuchClient,
     NoSuchPool,
     ProtocolError,
@@ -117,16 +118,28 @@ class Wire:
         return sock
 
     def call(self, call: Call[T]) -> T:
-        """Send one request and return its decoded reply."""
+        """Send one request and return its decoded reply.
+
+        A broken connection is resumed and a MOVED session followed to its
+        new daemon; then the request is sent again, once.
+        """
         with self._lock:
             try:
                 return call.read(self._exchange(call.opcode, call.parts))
+            except Moved as moved:
+                self._follow(moved)
             except (OSError, ConnectionLost):
                 if self.welcome is None:
                     raise
                 self._drop()
             self._reconnect()
             return call.read(self._exchange(call.opcode, call.parts))
+
+    def _follow(self, moved: Moved) -> None:
+        """Point this wire at the daemon the session moved to."""
+        self._drop()
+        self.address = parse_address(moved.address)
+        self._resume = moved.token
 
     def _reconnect(self) -> None:
         deadline = time.monotonic() + self.resume_window
@@ -414,6 +427,17 @@ class RemoteControl:
         result = self._wire.call(calls.control(
             Op.RESTORE, path=os.path.abspath(path), **{"as": as_name}))
         return list(result["clients"])
+
+    def migrate(self, ref: ClientRef, to: str,
+                token: bytes | str | None = None) -> dict[str, object]:
+        """Move a client, live, to the daemon at `to` (an address both the
+        daemon and the client can reach); `token` is that daemon's admin
+        token if it needs one.  Returns the pages and bytes copied and the
+        client's pause in ms."""
+        result = self._wire.call(calls.control(
+            Op.MIGRATE, client=ref, to=to,
+            token=_token(token).decode()))
+        return dict(result)
 
     def close(self) -> None:
         self._wire.close()

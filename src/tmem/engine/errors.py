@@ -43,6 +43,20 @@ class Busy(TmemError):
     """The operation conflicts with one in progress (e.g. a migration)."""
 
 
+class Moved(TmemError):
+    """The session moved to another daemon (live migration).
+
+    The client library handles it: it reconnects to `address` and resumes
+    with `token`.  Message: "session moved to ADDRESS, resume token HEX".
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        head, _, token = message.rpartition(", resume token ")
+        self.address = head.removeprefix("session moved to ")
+        self.token = bytes.fromhex(token) if len(token) == 32 else b""
+
+
 class ProtocolError(TmemError):
     """The peer sent bytes that break the wire protocol."""
 

@@ -82,6 +82,7 @@ class PoolContents:
         "dedup",
         "evictions",
         "handles",
+        "journal",
         "metadata",
         "objects",
         "owner",
@@ -112,6 +113,8 @@ class PoolContents:
         self.compressed_pages = self.compressed_bytes = 0
         self.same_filled_pages = self.zero_pages = 0
         self.evictions = self.pages_peak = 0
+        self.journal: set[tuple[int, int]] | None = None
+        """While a migration copies the pool: every handle changed since."""
 
     @staticmethod
     def metadata_for(persistent: bool) -> int:
@@ -130,6 +133,8 @@ class PoolContents:
         if pages is None:
             pages = self.objects[oid] = {}
         pages[index] = entry
+        if self.journal is not None:
+            self.journal.add((oid, index))
 
         # count
         size = self._count(entry, +1)
@@ -163,6 +168,8 @@ class PoolContents:
         entry = pages.pop(index)
         if not pages:
             del self.objects[oid]
+        if self.journal is not None:
+            self.journal.add((oid, index))
         size = self._count(entry, -1)
         self.pages -= 1
 
@@ -484,6 +491,23 @@ class Pool:
         ops.object_flushes_found += 1
         ops.object_flush_pages += count
         return count
+
+    def drop_pages(self, limit: int) -> int:
+        """Remove up to `limit` pages (lock held); return how many.
+
+        For tearing down a large pool in slices, so the lock holder can let
+        others in between.
+        """
+        contents = self._contents
+        dropped = 0
+        for oid in list(contents.objects):
+            pages = contents.objects[oid]
+            for index in list(pages)[:limit - dropped]:
+                contents.remove(oid, pages, index)
+                dropped += 1
+            if dropped >= limit:
+                break
+        return dropped
 
     def restore_page(self, oid: int, index: int, entry: Entry) -> None:
         """Store an already encoded entry (restore; lock held, room made).

@@ -36,6 +36,7 @@ from tmem.engine.errors import (
     CheckFailed,
     InvalidArgument,
     LimitExceeded,
+    Moved,
     NoSuchClient,
     NoSuchPool,
     PermissionDenied,
@@ -99,6 +100,11 @@ class Op(enum.IntEnum):
     FLUSH_MEMORY = 41
     SAVE = 42
     RESTORE = 43
+    MIGRATE = 44
+    RESTORE_BEGIN = 45
+    RESTORE_DATA = 46
+    RESTORE_COMMIT = 47
+    RESTORE_ABORT = 48
 
 
 CONTROL_OPS = frozenset(op for op in Op if op >= 32)
@@ -118,6 +124,7 @@ class Status(enum.IntEnum):
     STREAM_ERROR = 8
     CHECK_FAILED = 9
     SERVER_ERROR = 10
+    MOVED = 11
 
 
 STATUS_ERRORS: dict[Status, type[TmemError]] = {
@@ -131,6 +138,7 @@ STATUS_ERRORS: dict[Status, type[TmemError]] = {
     Status.STREAM_ERROR: StreamError,
     Status.CHECK_FAILED: CheckFailed,
     Status.SERVER_ERROR: ServerError,
+    Status.MOVED: Moved,
 }
 ERROR_STATUS = {cls: status for status, cls in STATUS_ERRORS.items()}
 
@@ -286,6 +294,16 @@ class Control:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreData:
+    """A piece of a state stream sent to a restore in progress."""
+
+    opcode: ClassVar[Op] = Op.RESTORE_DATA
+    request_id: int
+    restore_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class BadRequest:
     """A well-framed request whose body breaks the rules: reply with the
     error and carry on."""
@@ -296,7 +314,7 @@ class BadRequest:
 
 
 Request = (Hello | NewPool | PoolOp | Put | PageOp | FlushObject | PutMany
-           | HandlesOp | Simple | Control | BadRequest)
+           | HandlesOp | Simple | Control | RestoreData | BadRequest)
 
 
 def decode_request(opcode: int, request_id: int,
@@ -447,6 +465,15 @@ def _control(op: Op, rid: int, body: memoryview) -> Request:
     return Control(rid, op, args)
 
 
+def _restore_data(op: Op, rid: int, body: memoryview) -> Request:
+    (restore_id,) = U32.unpack_from(body)
+    return RestoreData(rid, restore_id, bytes(body[4:]))
+
+
+def encode_restore_data(restore_id: int, data: bytes) -> list[bytes]:
+    return [U32.pack(restore_id), data]
+
+
 _DECODERS = {
     Op.HELLO: _hello, Op.NEW_POOL: _new_pool, Op.DESTROY_POOL: _pool_op,
     Op.PUT: _put, Op.GET: _page_op, Op.FLUSH_PAGE: _page_op,
@@ -455,6 +482,7 @@ _DECODERS = {
     Op.LIST_POOLS: _simple, Op.POOL_STATS: _pool_op,
     Op.CLIENT_STATS: _simple, Op.CLOSE: _simple, Op.PING: _simple,
     **{op: _control for op in CONTROL_OPS},
+    Op.RESTORE_DATA: _restore_data,
 }
 
 

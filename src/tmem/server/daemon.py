@@ -33,6 +33,8 @@ from typing import cast
 
 from tmem.engine.errors import (
     InvalidArgument,
+    NoSuchClient,
+    PermissionDenied,
     ProtocolError,
     ServerError,
     TmemError,
@@ -41,8 +43,8 @@ from tmem.engine.handles import format_size
 from tmem.engine.host import Host
 from tmem.protocol import frames
 from tmem.protocol.connection import ServerConnection, State
-from tmem.protocol.frames import Hello, Op, Request, Simple
-from tmem.server import persistence
+from tmem.protocol.frames import Control, Hello, Op, Request, Simple
+from tmem.server import migration, persistence
 from tmem.server.auth import AuthPolicy, Peer, peer_of
 from tmem.server.config import Config, parse_host_port
 from tmem.server.sessions import Dispatcher, Session, SessionTable
@@ -161,12 +163,42 @@ class Daemon:
         if session is None:  # only a refused HELLO gets here
             return [frames.error_reply(request.opcode, request.request_id,
                                        ProtocolError("no session"))]
+        if isinstance(request, Control) and request.opcode == Op.MIGRATE:
+            return self._migrate(link, session, request)
         reply = self.dispatcher.handle(session, request)
         if isinstance(request, Simple) and request.opcode == Op.CLOSE:
             self.table.close(session, "closed by the client")
             link.session = None
             link.connection.finish()
         return reply
+
+    def _migrate(self, link: _Link, admin: Session,
+                 request: Control) -> list[bytes]:
+        """Start a migration; its reply is written when it ends."""
+        try:
+            if not admin.admin:
+                raise PermissionDenied(f"MIGRATE is an admin operation and "
+                                       f"{admin.describe()} is not an admin")
+            to = request.args.get("to")
+            token = request.args.get("token") or ""
+            if not isinstance(to, str) or not isinstance(token, str):
+                raise InvalidArgument(f"MIGRATE needs 'to' and 'token' "
+                                      f"strings, not {request.args!r}")
+            ref = request.args.get("client")
+            if not isinstance(ref, (int, str)) or isinstance(ref, bool):
+                raise InvalidArgument(f"MIGRATE 'client' = {ref!r} must be "
+                                      "a client id or name")
+            target = self.table.session_of(self.host.find_client(ref))
+            if target is None:
+                raise NoSuchClient(f"client {ref!r} has no session")
+        except TmemError as error:
+            return [frames.error_reply(Op.MIGRATE, request.request_id,
+                                       error)]
+        task = asyncio.get_running_loop().create_task(migration.migrate(
+            self, target, to, token.encode()))
+        task.add_done_callback(lambda t: link.answer(Op.MIGRATE,
+                                                     request.request_id, t))
+        return []
 
     def _hello(self, link: _Link, hello: Hello) -> list[bytes]:
         try:
@@ -235,6 +267,24 @@ class _Link(asyncio.Protocol):
                                        ServerError(f"internal error: "
                                                    f"{error!r}"))]
 
+    def answer(self, opcode: Op, request_id: int,
+               task: asyncio.Task[dict[str, object]]) -> None:
+        """Write the reply of a request that ran as a task."""
+        if self.transport.is_closing():
+            return
+        error = task.exception() if not task.cancelled() else None
+        if isinstance(error, TmemError):
+            self.transport.write(frames.error_reply(opcode, request_id,
+                                                    error))
+        elif error is not None or task.cancelled():
+            log.error("%s failed: %r", opcode.name, error)
+            self.transport.write(frames.error_reply(
+                opcode, request_id, ServerError(f"{opcode.name} failed: "
+                                                f"{error!r}")))
+        else:
+            self.transport.writelines(frames.ok_reply(
+                opcode, request_id, frames.encode_json(task.result())))
+
     def pause_writing(self) -> None:
         self.transport.pause_reading()
 
@@ -244,6 +294,7 @@ class _Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.daemon.links.discard(self)
         if self.session is not None:
+            self.daemon.dispatcher.restores.abort_owned_by(self.session)
             self.daemon.table.detach(self.session)
             self.session = None
 

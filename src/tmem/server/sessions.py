@@ -36,7 +36,9 @@ from typing import Any
 from tmem.engine import state
 from tmem.engine.client import Client
 from tmem.engine.errors import (
+    Busy,
     InvalidArgument,
+    Moved,
     NoSuchClient,
     PermissionDenied,
     TmemError,
@@ -62,6 +64,7 @@ from tmem.protocol.frames import (
     Put,
     PutMany,
     Request,
+    RestoreData,
     Simple,
     Welcome,
 )
@@ -84,6 +87,9 @@ class Session:
     detached_at: float = 0.0
     connection: object = None
     """The driver's handle of the attached connection (for takeover)."""
+    migrating: bool = False
+    moved_to: str | None = None
+    """Set once migrated: the MOVED message its requests are answered."""
 
     def describe(self) -> str:
         kind = "control" if self.client is None else "client"
@@ -233,8 +239,11 @@ class Dispatcher:
     reply as buffers (nothing is copied)."""
 
     def __init__(self, table: SessionTable) -> None:
+        from tmem.server.migration import Restores
+
         self.table = table
         self.host = table.host
+        self.restores = Restores(table)
 
     def handle(self, session: Session, request: Request) -> list[bytes]:
         try:
@@ -246,8 +255,18 @@ class Dispatcher:
     def _handle(self, session: Session, request: Request) -> list[bytes]:
         if isinstance(request, BadRequest):
             raise request.error
+        if session.moved_to is not None:
+            raise Moved(session.moved_to)
+        if isinstance(request, RestoreData):
+            self._need_admin(session, request.opcode)
+            self.restores.data(session, request.restore_id, request.data)
+            return frames.ok_reply(request.opcode, request.request_id)
         if isinstance(request, Control):
             return self._control(session, request)
+        if session.migrating and request.opcode in (
+                Op.NEW_POOL, Op.DESTROY_POOL, Op.CLOSE):
+            raise Busy(f"{request.opcode.name} waits: "
+                       f"{session.describe()} is being migrated")
         if isinstance(request, Simple) and request.opcode in (Op.PING,
                                                               Op.CLOSE):
             return frames.ok_reply(request.opcode, request.request_id)
@@ -317,17 +336,35 @@ class Dispatcher:
 
     # -- control operations ------------------------------------------------
 
-    def _control(self, session: Session, request: Control) -> list[bytes]:
+    def _need_admin(self, session: Session, op: Op) -> None:
         if not session.admin:
             raise PermissionDenied(
-                f"{request.opcode.name} is an admin operation and "
+                f"{op.name} is an admin operation and "
                 f"{session.describe()} is not an admin")
+
+    def _control(self, session: Session, request: Control) -> list[bytes]:
+        self._need_admin(session, request.opcode)
+        if request.opcode in (Op.RESTORE_BEGIN, Op.RESTORE_COMMIT,
+                              Op.RESTORE_ABORT):
+            result = self._restore_step(session, request)
+            return frames.ok_reply(request.opcode, request.request_id,
+                                   frames.encode_json(result))
         result = self._run_control(request.opcode, request.args)
         if request.opcode not in (Op.SNAPSHOT, Op.FREEABLE):
             log.info("%s by %s: %s", request.opcode.name.lower(),
                      session.describe(), _describe_args(request.args))
         return frames.ok_reply(request.opcode, request.request_id,
                                frames.encode_json(result))
+
+    def _restore_step(self, session: Session, request: Control) -> Any:
+        restores = self.restores
+        if request.opcode == Op.RESTORE_BEGIN:
+            return restores.begin(session)
+        restore_id = _arg(request.args, "restore_id", (int,))
+        if request.opcode == Op.RESTORE_COMMIT:
+            return restores.commit(session, restore_id)
+        restores.abort(session, restore_id)
+        return {}
 
     def _run_control(self, op: Op, args: dict[str, Any]) -> Any:
         host = self.host
