@@ -116,6 +116,22 @@ def bench_server(clients: int, pages: int, unbatched: int,
         b.render(result)
 
 
+@bench.command("state")
+@click.option("--pages", default=1 << 18, show_default=True,
+              help="Persistent pages of the client (1 GiB by default).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results as one JSON object.")
+def bench_state(pages: int, as_json: bool) -> None:
+    """Save/restore throughput and the live-migration pause."""
+    from tmem.experiments import bench_state as b
+
+    result = b.run(pages=pages)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        b.render(result)
+
+
 def _connect_option(f: Any) -> Any:
     return click.option(
         "--connect", "address", envvar="TMEM_ADDRESS",

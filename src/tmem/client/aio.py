@@ -109,6 +109,7 @@ class AsyncWire:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)
+                future.exception()  # its waiter, if any, still gets it
         self._pending.clear()
 
     async def call(self, call: Call[T]) -> T:
@@ -120,6 +121,9 @@ class AsyncWire:
             self._resume = moved.token
         except ConnectionLost:
             if self.welcome is None:
+                raise
+            if not call.resend:
+                await self._reconnect()
                 raise
         await self._reconnect()
         return call.read(await self._exchange(call.opcode, call.parts))

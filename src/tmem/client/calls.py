@@ -38,6 +38,9 @@ class Call(Generic[T]):
     opcode: Op
     parts: list[bytes]
     read: Callable[[bytes], T]
+    resend: bool = True
+    """Safe to send again after the connection broke mid-call (the daemon
+    may or may not have run it)."""
 
 
 PoolInfo = tuple[int, int, uuidlib.UUID | None]
@@ -81,7 +84,7 @@ def new_pool(persistent: bool, shared: bool,
         raise InvalidArgument("a shared pool needs a uuid")
     parsed = None if uuid is None else parse_uuid(uuid)
     body = frames.encode_new_pool(pool_flags(persistent, shared), parsed)
-    return Call(Op.NEW_POOL, [body], _one_pool)
+    return Call(Op.NEW_POOL, [body], _one_pool, resend=False)
 
 
 def destroy(pool_id: int) -> Call[None]:
@@ -191,8 +194,13 @@ def close() -> Call[None]:
 
 # -- control operations --------------------------------------------------
 
+_NOT_IDEMPOTENT = {Op.FLUSH_MEMORY, Op.SAVE, Op.RESTORE, Op.MIGRATE,
+                   Op.RESTORE_BEGIN, Op.RESTORE_COMMIT}
+
+
 def control(op: Op, **args: Any) -> Call[Any]:
-    return Call(op, [frames.encode_json(args)], frames.decode_json)
+    return Call(op, [frames.encode_json(args)], frames.decode_json,
+                resend=op not in _NOT_IDEMPOTENT)
 
 
 def snapshot() -> Call[Snapshot]:

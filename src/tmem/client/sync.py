@@ -127,13 +127,30 @@ class Wire:
             try:
                 return call.read(self._exchange(call.opcode, call.parts))
             except Moved as moved:
-                self._follow(moved)
+                self._follow(moved)  # it did not run: always resend
             except (OSError, ConnectionLost):
                 if self.welcome is None:
                     raise
                 self._drop()
+                if not call.resend:
+                    self._reconnect()
+                    raise
             self._reconnect()
             return call.read(self._exchange(call.opcode, call.parts))
+
+    def call_waiting(self, call: Call[T]) -> T:
+        """`call`, with no socket timeout: for operations that take as
+        long as they take (a migration)."""
+        with self._lock:
+            sock = self._sock
+            if sock is not None:
+                sock.settimeout(None)
+        try:
+            return self.call(call)
+        finally:
+            with self._lock:
+                if self._sock is not None:
+                    self._sock.settimeout(self.timeout)
 
     def _follow(self, moved: Moved) -> None:
         """Point this wire at the daemon the session moved to."""
@@ -434,7 +451,7 @@ class RemoteControl:
         daemon and the client can reach); `token` is that daemon's admin
         token if it needs one.  Returns the pages and bytes copied and the
         client's pause in ms."""
-        result = self._wire.call(calls.control(
+        result = self._wire.call_waiting(calls.control(
             Op.MIGRATE, client=ref, to=to,
             token=_token(token).decode()))
         return dict(result)

@@ -270,9 +270,12 @@ class _Link(asyncio.Protocol):
     def answer(self, opcode: Op, request_id: int,
                task: asyncio.Task[dict[str, object]]) -> None:
         """Write the reply of a request that ran as a task."""
-        if self.transport.is_closing():
-            return
         error = task.exception() if not task.cancelled() else None
+        if self.transport.is_closing():
+            if error is not None:
+                log.warning("%s failed after its requester left: %s",
+                            opcode.name, error)
+            return
         if isinstance(error, TmemError):
             self.transport.write(frames.error_reply(opcode, request_id,
                                                     error))

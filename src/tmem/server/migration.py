@@ -6,6 +6,8 @@ Source side (`migrate`), while the client keeps running:
 2. stream its settings, pools and persistent pages to the target in
    pieces (RESTORE_BEGIN / RESTORE_DATA / RESTORE_COMMIT), yielding to
    other clients between pieces;
+2b. send what changed meanwhile as deltas, round after round, until few
+   enough handles are left (pre-copy, as VM live migration does);
 3. pause: stop reading the client's connection, send the journal as a
    delta (the current data of every changed handle, or a flush if it is
    gone), and mark the session moved;
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tmem.daemon")
 CHUNK = 1 << 20
 PAGES_PER_SLICE = 2048
+SMALL_DELTA = 1024
+"""Changed handles few enough to send while the client is paused."""
+MAX_ROUNDS = 8
 
 
 # -- target side ---------------------------------------------------------------
@@ -91,7 +96,10 @@ class Restores:
             self.abort(owner, restore_id)
             raise
 
-    def commit(self, owner: Session, restore_id: int) -> dict[str, Any]:
+    def commit(self, owner: Session, restore_id: int,
+               final: bool = False) -> dict[str, Any]:
+        """Apply what arrived since the last commit: the base stream first,
+        then deltas; `final` ends the restore (the client stays)."""
         restore = self._get(owner, restore_id)
         try:
             images = restore.reader.finish()
@@ -102,7 +110,10 @@ class Restores:
                 if len(images) != 1:
                     raise InvalidArgument("a delta carries one client")
                 state.apply_delta(host, restore.client, images[0])
-            del self._pending[restore_id]
+            if final:
+                del self._pending[restore_id]
+            else:
+                restore.reader = state.StreamReader()
             return {}
         except TmemError:
             self.abort(owner, restore_id)
@@ -160,6 +171,7 @@ async def migrate(daemon: Daemon, session: Session, address: str,
         restore_id = restore_id["restore_id"]
         sent = await _send_base(daemon, wire, restore_id, client)
         target = await _call(wire, "RESTORE_COMMIT", restore_id=restore_id)
+        rounds = await _precopy(daemon, wire, restore_id, session, pools)
         pause = await _switch(daemon, wire, restore_id, session, pools,
                               address, target["token"])
     except BaseException:
@@ -175,6 +187,7 @@ async def migrate(daemon: Daemon, session: Session, address: str,
     asyncio.get_running_loop().create_task(_free(daemon, session))
     report = {"client": session.name, "to": address, "pages": sent[0],
               "bytes": sent[1], "pause_ms": pause * 1000,
+              "precopy_rounds": rounds,
               "seconds": time.monotonic() - started}
     log.info("migrated %s to %s: %d pages, paused %.1f ms",
              session.describe(), address, sent[0], pause * 1000)
@@ -256,6 +269,26 @@ def _current(pool: Pool, keys: list[tuple[int, int]]
             yield oid, index, pages[index]
 
 
+async def _precopy(daemon: Daemon, wire: Any, restore_id: int,
+                   session: Session, pools: list[Pool]) -> int:
+    """Send what changed during the copy, without pausing, until what is
+    left to send under the pause is small (or the client writes faster
+    than we copy: then stop after MAX_ROUNDS)."""
+    rounds = 0
+    while rounds < MAX_ROUNDS and sum(
+            len(p._contents.journal or ()) for p in pools) > SMALL_DELTA:
+        out = _Chunks(wire, restore_id)
+        with daemon.host.lock:
+            journals = [p._contents.journal or set() for p in pools]
+            for pool in pools:
+                pool._contents.journal = set()
+            _write_delta(out, session, pools, journals)
+        await out.ship(final=True)
+        await _call(wire, "RESTORE_COMMIT", restore_id=restore_id)
+        rounds += 1
+    return rounds
+
+
 async def _switch(daemon: Daemon, wire: Any, restore_id: int,
                   session: Session, pools: list[Pool], address: str,
                   token: str) -> float:
@@ -266,9 +299,11 @@ async def _switch(daemon: Daemon, wire: Any, restore_id: int,
     try:
         out = _Chunks(wire, restore_id)
         with daemon.host.lock:
-            _write_delta(out, session, pools)
+            _write_delta(out, session, pools, [p._contents.journal or set()
+                                               for p in pools])
         await out.ship(final=True)
-        await _call(wire, "RESTORE_COMMIT", restore_id=restore_id)
+        await _call(wire, "RESTORE_COMMIT", restore_id=restore_id,
+                    final=True)
         session.moved_to = f"session moved to {address}, resume token " \
             f"{token}"
     finally:
@@ -276,12 +311,12 @@ async def _switch(daemon: Daemon, wire: Any, restore_id: int,
     return time.monotonic() - paused
 
 
-def _write_delta(out: _Chunks, session: Session, pools: list[Pool]) -> None:
+def _write_delta(out: _Chunks, session: Session, pools: list[Pool],
+                 journals: list[set[tuple[int, int]]]) -> None:
     assert session.client is not None
     writer = state.StreamWriter(out.write)
     writer.client(state.client_settings(session.client))
-    for pool in pools:
-        journal = pool._contents.journal or set()
+    for pool, journal in zip(pools, journals, strict=True):
         writer.pool(pool.pool_id, pool.flags, pool.uuid)
         objects = pool._contents.objects
         present = [(o, i, objects[o][i]) for o, i in sorted(journal)

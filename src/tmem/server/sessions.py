@@ -362,7 +362,8 @@ class Dispatcher:
             return restores.begin(session)
         restore_id = _arg(request.args, "restore_id", (int,))
         if request.opcode == Op.RESTORE_COMMIT:
-            return restores.commit(session, restore_id)
+            return restores.commit(session, restore_id,
+                                   bool(request.args.get("final")))
         restores.abort(session, restore_id)
         return {}
 
