@@ -7,6 +7,8 @@ prometheus_client will be imported only by the modules that need them.
 
 - connect.py: `connect_control`, the one seam to the daemon.
 - text.py: numbers and `tmem list` as plain text.
+- view.py: rates, the client table, sorting, selection (`TopView`).
+- batch.py: `tmem top -b`, plain text on a schedule.
 - testing.py: an embedded host behind ControlAPI, real traffic, a clock.
 """
 
