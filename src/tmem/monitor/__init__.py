@@ -9,6 +9,7 @@ prometheus_client will be imported only by the modules that need them.
 - text.py: numbers and `tmem list` as plain text.
 - view.py: rates, the client table, sorting, selection (`TopView`).
 - batch.py: `tmem top -b`, plain text on a schedule.
+- top.py: `tmem top`, the Textual app.
 - testing.py: an embedded host behind ControlAPI, real traffic, a clock.
 """
 
