@@ -10,6 +10,7 @@ prometheus_client will be imported only by the modules that need them.
 - view.py: rates, the client table, sorting, selection (`TopView`).
 - batch.py: `tmem top -b`, plain text on a schedule.
 - top.py: `tmem top`, the Textual app.
+- metrics.py: the Prometheus collector and the `/metrics` server.
 - testing.py: an embedded host behind ControlAPI, real traffic, a clock.
 """
 
