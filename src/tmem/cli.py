@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 import tmem
+from tmem.monitor import commands as monitor_commands
 
 
 class _TmemErrorsAsLines(click.Group):
@@ -54,3 +55,9 @@ def bench_engine(pages: int, repeats: int, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         b.render(result)
+
+
+# the monitor's commands live with the monitor
+main.add_command(monitor_commands.top)
+main.add_command(monitor_commands.list_command)
+main.add_command(monitor_commands.ctl)

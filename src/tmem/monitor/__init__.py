@@ -1,9 +1,9 @@
-"""Watching and steering a tmem host (issue #5): the live monitor, the
-list and control commands and a Prometheus endpoint will live here.
+"""Watching and steering a tmem host: `tmem top`, `tmem list`,
+`tmem ctl` and a Prometheus `/metrics` endpoint.
 
 Everything here reads frozen snapshots (`ControlAPI.snapshot()`) and acts
 through `ControlAPI`; nothing touches the per-page path.  Textual and
-prometheus_client will be imported only by the modules that need them.
+prometheus_client are imported only by the modules that need them.
 
 - connect.py: `connect_control`, the one seam to the daemon.
 - text.py: numbers and `tmem list` as plain text.
@@ -11,6 +11,7 @@ prometheus_client will be imported only by the modules that need them.
 - batch.py: `tmem top -b`, plain text on a schedule.
 - top.py: `tmem top`, the Textual app.
 - metrics.py: the Prometheus collector and the `/metrics` server.
+- commands.py: the click commands `top`, `list` and `ctl`.
 - testing.py: an embedded host behind ControlAPI, real traffic, a clock.
 """
 
