@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 import tmem
+from tmem.monitor import commands as monitor_commands
 
 
 class _TmemErrorsAsLines(click.Group):
@@ -81,6 +82,7 @@ def bench_engine(pages: int, repeats: int, as_json: bool) -> None:
               help="File holding the tenant token (required for TCP).")
 @click.option("--admin-token-file", type=click.Path(path_type=Path),
               help="File holding the admin token.")
+@click.option("--metrics", help="Serve Prometheus /metrics on HOST:PORT.")
 @click.option("--state", type=click.Path(path_type=Path),
               help="Save persistent pools here at shutdown; restore them "
               "at start.")
@@ -132,34 +134,20 @@ def bench_state(pages: int, as_json: bool) -> None:
         b.render(result)
 
 
-def _connect_option(f: Any) -> Any:
-    return click.option(
-        "--connect", "address", envvar="TMEM_ADDRESS",
-        help="Daemon address: socket path, unix:PATH or tcp:HOST:PORT "
-        "[default: $TMEM_ADDRESS or the default socket].")(
-        click.option("--token-file", type=click.Path(path_type=Path),
-                     help="File holding the admin token (for TCP).")(f))
-
-
-def _control(address: str | None, token_file: Path | None) -> Any:
-    token = token_file.read_bytes().strip() if token_file else None
-    return tmem.connect_control(address, token=token)
-
-
 @main.command("save")
 @click.argument("client")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--ephemeral", is_flag=True,
               help="Also carry ephemeral pages.")
-@_connect_option
-def save(client: str, file: Path, ephemeral: bool, address: str | None,
-         token_file: Path | None) -> None:
+@monitor_commands.connect_options
+def save(client: str, file: Path, ephemeral: bool,
+         address: str | None) -> None:
     """Write CLIENT's state (settings, pools, persistent pages) to FILE.
 
     FILE is written by the daemon, on its host.
     """
-    with _control(address, token_file) as control:
-        result = control.save(_ref(client), file, ephemeral)
+    with _remote(address) as control:
+        result = control.save(monitor_commands.client_ref(client), file, ephemeral)
     click.echo(f"saved {result['pages']:,} pages "
                f"({result['bytes'] / 2**20:,.1f} MiB of payload) to {file}")
 
@@ -167,14 +155,14 @@ def save(client: str, file: Path, ephemeral: bool, address: str | None,
 @main.command("restore")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--as", "as_name", help="Name for the restored client.")
-@_connect_option
-def restore(file: Path, as_name: str | None, address: str | None,
-            token_file: Path | None) -> None:
+@monitor_commands.connect_options
+def restore(file: Path, as_name: str | None,
+            address: str | None) -> None:
     """Create clients from a state FILE (read by the daemon, on its host).
 
     Each waits for its program to resume it; the resume token is printed.
     """
-    with _control(address, token_file) as control:
+    with _remote(address) as control:
         for c in control.restore(file, as_name):
             click.echo(f"restored client {c['name']} (id {c['client_id']}) "
                        f"with {c['pages']:,} persistent pages; resume "
@@ -188,22 +176,32 @@ def restore(file: Path, as_name: str | None, address: str | None,
               "client both reach it.")
 @click.option("--to-token-file", type=click.Path(path_type=Path),
               help="File holding the other daemon's admin token.")
-@_connect_option
+@monitor_commands.connect_options
 def migrate(client: str, to: str, to_token_file: Path | None,
-            address: str | None, token_file: Path | None) -> None:
+            address: str | None) -> None:
     """Move CLIENT, live, to another daemon; it keeps its pool ids."""
     to_token = to_token_file.read_bytes().strip() if to_token_file else None
-    with _control(address, token_file) as control:
-        r = control.migrate(_ref(client), to, to_token)
+    with _remote(address) as control:
+        r = control.migrate(monitor_commands.client_ref(client), to, to_token)
     click.echo(f"migrated {r['client']} to {r['to']}: {r['pages']:,} pages "
                f"({int(str(r['bytes'])) / 2**20:,.1f} MiB) in "
                f"{float(str(r['seconds'])):.2f} s; client paused "
                f"{float(str(r['pause_ms'])):.1f} ms")
 
 
-def _ref(text: str) -> int | str:
-    """A client named on the command line: an id if it is a number."""
-    return int(text) if text.isdigit() else text
+def _remote(address: str | None) -> Any:
+    """The daemon's control connection (save/restore/migrate need the
+    remote one: an embedded host has no files or peers of its own)."""
+    control = monitor_commands.open_control(address)
+    if not isinstance(control, tmem.client.RemoteControl):
+        raise click.UsageError("this command needs a daemon")
+    return control
+
+
+# the monitor's commands live with the monitor
+main.add_command(monitor_commands.top)
+main.add_command(monitor_commands.list_command)
+main.add_command(monitor_commands.ctl)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ class Wire:
         new daemon; then the request is sent again, once.
         """
         with self._lock:
+            if self._sock is None and self.control:
+                self.connect()  # a control wire dials when needed
             try:
                 return call.read(self._exchange(call.opcode, call.parts))
             except Moved as moved:
@@ -499,9 +501,16 @@ def connect(address: str | None = None, name: str = "client", *,
 def connect_control(address: str | None = None, *,
                     token: bytes | str | None = None,
                     timeout: float | None = 10.0,
-                    name: str = "control") -> RemoteControl:
-    """Open an admin connection (no pools) for monitoring and steering."""
+                    name: str = "control", lazy: bool = False
+                    ) -> RemoteControl:
+    """Open an admin connection (no pools) for monitoring and steering.
+
+    With `lazy`, nothing is dialled until the first call; either way a
+    call made while the daemon is away raises ConnectionLost, and a later
+    call dials again.
+    """
     wire = Wire(parse_address(address), name, _token(token), True,
                 timeout, resume_window=0.0)
-    wire.connect()
+    if not lazy:
+        wire.connect()
     return RemoteControl(wire)

@@ -41,10 +41,11 @@ from tmem.engine.errors import (
 )
 from tmem.engine.handles import format_size
 from tmem.engine.host import Host
+from tmem.engine.stats import Snapshot
 from tmem.protocol import frames
 from tmem.protocol.connection import ServerConnection, State
 from tmem.protocol.frames import Control, Hello, Op, Request, Simple
-from tmem.server import migration, persistence
+from tmem.server import metrics, migration, persistence
 from tmem.server.auth import AuthPolicy, Peer, peer_of
 from tmem.server.config import Config, parse_host_port
 from tmem.server.sessions import Dispatcher, Session, SessionTable
@@ -74,6 +75,7 @@ class Daemon:
         """Each returns a reason not to stop now, or None."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics: metrics.MetricsServer | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped: asyncio.Event | None = None
 
@@ -101,6 +103,10 @@ class Daemon:
             self._servers.append(await loop.create_server(
                 lambda: _Link(self), host, port))
         self._tasks.append(loop.create_task(self._expire_sessions()))
+        if self.config.metrics is not None:
+            self._metrics = metrics.serve_metrics(self._snapshot_for_thread,
+                                                  self.config.metrics)
+            log.info("serving /metrics on %s", self._metrics.address)
         log.info("serving %s on %s%s (capacity %s, compress %s, dedup %s)",
                  "tmem", self.config.socket,
                  f" and tcp {self.config.tcp}" if self.config.tcp else "",
@@ -132,7 +138,19 @@ class Daemon:
         if self._stopped is not None:
             self._stopped.set()
 
+    def _snapshot_for_thread(self) -> Snapshot:
+        """A snapshot taken on the event loop, for the metrics thread."""
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._snapshot(),
+                                                  self.loop)
+        return future.result(10)
+
+    async def _snapshot(self) -> Snapshot:
+        return self.table.snapshot()
+
     async def shutdown(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
         for task in self._tasks:
             task.cancel()
         for server in self._servers:
