@@ -214,7 +214,7 @@ class Cleancache:
         state = "mounted" if self.mounted else "unmounted"
         return f"<Cleancache on pool {self._pool.pool_id}, {state}>"
 
-    # -- gets -----------------------------------------------------------------
+    # -- gets --------------------------------------------------------------
 
     def get(self, key: int, offset: int) -> bytes | None:
         """Return the page of file `key` at page `offset`, or None."""
@@ -245,7 +245,7 @@ class Cleancache:
             counts.hits += sum(page is not None for page in found)
         return results
 
-    # -- puts -----------------------------------------------------------------
+    # -- puts --------------------------------------------------------------
 
     def put(self, key: int, offset: int, page: bytes) -> bool:
         """Offer a clean page; return whether tmem kept it."""
@@ -311,7 +311,7 @@ class Cleancache:
             del self._in_flight[ticket]
             self._cond.notify_all()
 
-    # -- invalidates ---------------------------------------------------------
+    # -- invalidates -------------------------------------------------------
 
     def invalidate_page(self, key: int, offset: int) -> bool:
         """Drop one page (the file's page was written); return whether it
@@ -392,7 +392,7 @@ class Cleancache:
         with self._cond:
             self._cond.wait_for(older_puts_done)
 
-    # -- helpers ---------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------
 
     def _stripe(self, key: int) -> int:
         return hash(key) % len(self._epochs)

@@ -192,7 +192,7 @@ class Frontswap:
         return (f"<Frontswap on pool {self._pool.pool_id}, "
                 f"{len(self._areas)} areas>")
 
-    # -- areas -------------------------------------------------------------------
+    # -- areas -------------------------------------------------------------
 
     def init_area(self, area: int, slots: int) -> None:
         """Turn on swap area `area` with `slots` slots (swapon).
@@ -236,7 +236,7 @@ class Frontswap:
         with self._lock:
             return {area: a.slots for area, a in self._areas.items()}
 
-    # -- the bitmap ------------------------------------------------------------
+    # -- the bitmap --------------------------------------------------------
 
     def is_stored(self, area: int, offset: int) -> bool:
         """Whether slot `offset` of `area` is in tmem."""
@@ -256,7 +256,7 @@ class Frontswap:
         with self._lock:
             return bytes(self._area(area).bits)
 
-    # -- stores ------------------------------------------------------------------
+    # -- stores ------------------------------------------------------------
 
     def store(self, area: int, offset: int, page: bytes) -> bool:
         """Swap a page out to tmem; False means write it to the swap disk."""
@@ -307,7 +307,7 @@ class Frontswap:
                 checked.append((area, offset, page))
         return checked
 
-    # -- loads -------------------------------------------------------------------
+    # -- loads -------------------------------------------------------------
 
     def load(self, area: int, offset: int) -> bytes | None:
         """Swap a page in: the page if tmem has it, else None."""
@@ -339,7 +339,7 @@ class Frontswap:
                           loads_absent=len(slots) - len(wanted))
         return results
 
-    # -- invalidates ---------------------------------------------------------
+    # -- invalidates -------------------------------------------------------
 
     def invalidate_page(self, area: int, offset: int) -> bool:
         """The slot was freed: drop it from tmem; return whether it was
@@ -365,7 +365,7 @@ class Frontswap:
                           invalidates_found=len(wanted))
         return present
 
-    # -- selfshrinking -------------------------------------------------------
+    # -- selfshrinking -----------------------------------------------------
 
     def shrink(self, target_pages: int) -> list[SwapPage]:
         """Take pages out of tmem until at most `target_pages` remain.
@@ -415,7 +415,7 @@ class Frontswap:
             self._recount(shrink_pages=len(taken))
         return taken
 
-    # -- helpers ---------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------
 
     def _area(self, area: object, offset: object = 0) -> _Area:
         """The area, with `offset` checked against it (lock held)."""

@@ -243,7 +243,7 @@ class Guest:
         """Anonymous pages in use, resident or swapped out."""
         return len(self._anon) + len(self._swapped)
 
-    # -- the page cache -----------------------------------------------------
+    # -- the page cache ----------------------------------------------------
 
     def read(self, device: int | str, block: int, count: int = 1) -> None:
         """Read `count` blocks of a device, starting at `block`."""
@@ -372,6 +372,9 @@ class Guest:
 
     def sync(self) -> int:
         """Write every dirty file page to disk; return how many."""
+        # XXX(#4): there is no periodic writeback (the kernel's 30 s
+        # dirty_expire), so writes reach the disk later than a kernel's
+        # would; the number of sectors written is the same.
         written = 0
         for key, page in self._file.items():
             if page.dirty:
@@ -382,7 +385,7 @@ class Guest:
         self._counts.writebacks += written
         return written
 
-    # -- anonymous memory ---------------------------------------------------
+    # -- anonymous memory --------------------------------------------------
 
     def touch(self, page: int, write: bool = False) -> None:
         """A program reads (or writes) anonymous page `page`."""
@@ -446,7 +449,7 @@ class Guest:
         if held.slot is not None:
             self._free_slot(held.slot)
 
-    # -- reclaim --------------------------------------------------------------
+    # -- reclaim -----------------------------------------------------------
 
     def _make_room(self, needed: int) -> None:
         short = self.resident + needed - self.target
@@ -586,7 +589,7 @@ class Guest:
             self.swap.write(taken.offset, page, held.version)
             self._counts.selfshrink_pages += 1
 
-    # -- counters and teardown ----------------------------------------------
+    # -- counters and teardown ---------------------------------------------
 
     def counters(self) -> GuestCounters:
         """A snapshot of every counter, the frontends' included."""
@@ -623,7 +626,7 @@ class Guest:
                 SWAP_AREA in self.frontswap.areas():
             self.frontswap.invalidate_area(SWAP_AREA)
 
-    # -- helpers ---------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------
 
     def _device(self, device: int | str) -> int:
         dev = self._devices.get(device)
