@@ -94,15 +94,27 @@ def test_a_config_can_run_in_a_child_process() -> None:
     assert result["counters"]["cleancache_gets"] > 0
 
 
+def test_progress_never_repeats_a_count_at_the_end() -> None:
+    seen: list[int] = []
+    run_guest(_config(workload=(Idle(30),)), every=10,
+              progress=lambda _, steps, __: seen.append(steps))
+    assert seen == [10, 20, 30]
+
+
 def test_guests_run_together_share_one_host() -> None:
     host = tmem.Host(capacity="1MiB")
     configs = [_config(name="a", disk_seed=1),
                _config(name="b", disk_seed=2)]
     rounds: list[int] = []
-    results = run_together(configs, [host.client("a"), host.client("b")],
-                           quantum=500, before_round=rounds.append)
+    seen: list[tuple[str, int]] = []
+    results = run_together(
+        configs, [host.client("a"), host.client("b")], quantum=500,
+        before_round=rounds.append, every=2000,
+        progress=lambda name, steps, _: seen.append((name, steps)))
     assert [r.name for r in results] == ["a", "b"]
     assert rounds[:3] == [0, 1, 2]
+    assert [s for name, s in seen if name == "a"] == [2000, 4000, 6000,
+                                                      6010]
     assert all(r.counters.stale_pages == 0 for r in results)
     assert host.stats().pages == 0
 

@@ -9,10 +9,11 @@ Rules:
   miss: cleancache is asked first (one get_many for a request's missing
   blocks), then the disk (8 sectors a block).  A write dirties the page;
   a write that covers only part of a block that is not resident reads the
-  block first, as the kernel does.  A write also drops the block's copy in
-  cleancache where one may exist (the page was not resident, or the pool
-  is shared and gets do not take pages out).  Dirty pages reach the disk
-  when they are reclaimed or at `sync`.
+  block first, as the kernel does.  Overwriting a block that is not
+  resident drops its copy in cleancache; a resident block has none, since
+  the guest's filesystem is local (a private pool, whose gets take the
+  page out).  Dirty pages reach the disk when they are reclaimed or at
+  `sync`.
 - Anonymous memory.  A page's first touch gives it real content (as if
   the program had loaded it), a write changes its content.  Swapping out
   tries frontswap first (one store_many per reclaim batch), else the swap
@@ -207,15 +208,13 @@ class Guest:
         self.balloon = balloon
         self._shrink = None if selfshrink is None else ShrinkState(selfshrink)
 
-        self.cleancache = None
-        self.frontswap = None
+        self.cleancache: Cleancache | None = None
+        self.frontswap: Frontswap | None = None
         if client is not None and cleancache:
             self.cleancache = Cleancache.mount(client)
         if client is not None and frontswap:
             self.frontswap = Frontswap.attach(client)
             self.frontswap.init_area(SWAP_AREA, swap_slots)
-        self._private_cache = self.cleancache is not None and \
-            not self.cleancache.pool.shared
 
         self._file: OrderedDict[int, _FilePage] = OrderedDict()
         self._anon: OrderedDict[int, _AnonPage] = OrderedDict()
@@ -316,13 +315,12 @@ class Guest:
         self._counts.blocks_written += count
 
         # sort blocks: resident, absent and overwritten, absent and partial
-        resident, overwritten, partial = [], [], []
+        overwritten, partial = [], []
         for block in range(first, first + count):
             page = lru.get(base | block)
             if page is not None:
                 page.tick = tick
                 lru.move_to_end(base | block)
-                resident.append(block)
             elif (block == first and partial_first) or \
                     (block == first + count - 1 and partial_last):
                 partial.append(block)
@@ -337,12 +335,7 @@ class Guest:
         for block in overwritten:
             lru[base | block] = _FilePage(self.disk.version(dev, block),
                                           False, tick)
-
-        # drop copies tmem may hold: a private pool's gets took the rest
-        if self._private_cache:
-            self._drop_copies(dev, overwritten)
-        else:
-            self._drop_copies(dev, resident + partial + overwritten)
+        self._drop_copies(dev, overwritten)
 
         # the data changes
         for block in range(first, first + count):

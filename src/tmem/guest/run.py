@@ -9,8 +9,9 @@ Rules:
 - A step is one request, one memory reference or one idle tick.  The
   guest's balloon and selfshrink tick every `tick_every` steps.
 - Progress is reported by calling `progress(name, steps, counters)`
-  every `every` steps and once at the end; the callback may send the
-  counters anywhere (`GuestCounters.to_dict()` is JSON-ready).
+  every `every` steps and once at the end, never twice for one count;
+  the callback may send the counters anywhere (`GuestCounters.to_dict()`
+  is JSON-ready).
 - Wall and CPU time are measured around the guest's own steps with the
   injected clocks, so guests replayed together in one process are timed
   apart.
@@ -163,10 +164,12 @@ def run_guest(config: GuestConfig, client: ClientAPI | None = None, *,
               ) -> GuestResult:
     """Replay one guest's whole workload and return its result."""
     run = GuestRun(config, client)
+    reported = -1
     while not run.done:
         run.step(every)
-        if progress is not None:
+        if progress is not None and run.steps != reported:
             progress(config.name, run.steps, run.counters())
+            reported = run.steps
     return run.finish()
 
 
@@ -190,21 +193,19 @@ def run_together(configs: Sequence[GuestConfig],
             "give one client (or None) per guest")
     runs = [GuestRun(c, client) for c, client in zip(configs, clients,
                                                       strict=True)]
+    reported = [-1] * len(runs)
     rounds = 0
     while not all(run.done for run in runs):
         if before_round is not None:
             before_round(rounds)
-        for run in runs:
-            if not run.done:
-                _turn(run, quantum, progress, every)
+        for i, run in enumerate(runs):
+            if run.done:
+                continue
+            run.step(quantum)
+            due = run.done or \
+                run.steps // every > max(reported[i], 0) // every
+            if progress is not None and due and run.steps != reported[i]:
+                progress(run.config.name, run.steps, run.counters())
+                reported[i] = run.steps
         rounds += 1
     return [run.finish() for run in runs]
-
-
-def _turn(run: GuestRun, quantum: int, progress: Progress | None,
-          every: int) -> None:
-    before = run.steps
-    run.step(quantum)
-    if progress is not None and (run.done or
-                                 run.steps // every > before // every):
-        progress(run.config.name, run.steps, run.counters())
