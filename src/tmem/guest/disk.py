@@ -56,15 +56,16 @@ def _load(pages: int) -> tuple[bytes, ...]:
 
 
 def mix(*words: int) -> int:
-    """A 64-bit hash of some ints (splitmix64 steps): the same on every
-    run and every machine, unlike `hash()` of a tuple."""
-    state = 0x9E3779B97F4A7C15
+    """A 64-bit hash of some ints: the same on every run and every
+    machine, unlike `hash()` of a tuple.  Words are folded in FNV style,
+    then one splitmix64 finaliser spreads the bits (one finaliser, not
+    one per word: this runs on every block a guest reads)."""
+    state = 0xCBF29CE484222325
     for word in words:
-        state = (state ^ (word & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
-        state ^= state >> 31
-        state = state * 0x94D049BB133111EB & _MASK64
-        state ^= state >> 29
-    return state
+        state = ((state ^ word) * 0x100000001B3) & _MASK64
+    state = (state ^ state >> 30) * 0xBF58476D1CE4E5B9 & _MASK64
+    state = (state ^ state >> 27) * 0x94D049BB133111EB & _MASK64
+    return state ^ state >> 31
 
 
 class VirtualDisk:

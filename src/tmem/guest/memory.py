@@ -223,6 +223,7 @@ class Guest:
         self._free_slots: list[int] = []
         self._next_slot = 0
         self._devices: dict[int | str, int] = {}
+        self._file_keys: dict[int, int] = {}
         self._next_device = 0
         self._tick = 0
         self._counts = _Counts(target_frames_low=frames)
@@ -280,7 +281,7 @@ class Guest:
         self._counts.page_cache_misses += len(blocks)
         found: list[bytes | None] = [None] * len(blocks)
         if self.cleancache is not None:
-            key = inode_key(dev)
+            key = self._file_key(dev)
             found = self.cleancache.get_many([(key, b) for b in blocks])
 
         disk, base = self.disk, dev << BLOCK_BITS
@@ -345,7 +346,7 @@ class Guest:
 
     def _drop_copies(self, dev: int, blocks: list[int]) -> None:
         if blocks and self.cleancache is not None:
-            key = inode_key(dev)
+            key = self._file_key(dev)
             self.cleancache.invalidate_many([(key, b) for b in blocks])
 
     def discard(self, device: int | str) -> int:
@@ -359,7 +360,7 @@ class Guest:
         for key in doomed:
             del self._file[key]
         if self.cleancache is not None:
-            self.cleancache.invalidate_inode(inode_key(dev))
+            self.cleancache.invalidate_inode(self._file_key(dev))
         self._devices[device] = self._new_device()
         return len(doomed)
 
@@ -501,7 +502,7 @@ class Guest:
                 disk.write(dev, block, page.version)
                 self._counts.writebacks += 1
             if self.cleancache is not None:
-                puts.append((inode_key(dev), block,
+                puts.append((self._file_key(dev), block,
                              disk.content(dev, block, page.version)))
         if self.cleancache is not None:
             self.cleancache.put_many(puts)
@@ -633,6 +634,13 @@ class Guest:
     def _new_device(self) -> int:
         self._next_device += 1
         return self._next_device - 1
+
+    def _file_key(self, dev: int) -> int:
+        """The cleancache key of a device: the bdev inode's identity."""
+        key = self._file_keys.get(dev)
+        if key is None:
+            key = self._file_keys[dev] = inode_key(dev)
+        return key
 
 
 def _check_blocks(block: object, count: object) -> None:
