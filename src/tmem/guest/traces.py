@@ -255,16 +255,21 @@ def read(path: str | os.PathLike[str], format: str | None = None
     """
     name = os.fspath(path)
     fmt = format_of(name) if format is None else _check_format(format)
+    if not os.path.isfile(name) or not os.access(name, os.R_OK):
+        raise InvalidArgument(
+            f"trace file {name!r} cannot be read: it is missing, not a "
+            "file, or not readable")
+    return _read_file(name, fmt)
+
+
+def _read_file(name: str, fmt: str) -> Iterator[Request]:
+    # opened here, not in read(), so an unused reader leaves no file open
     try:
-        raw = open(name, "rb")  # noqa: SIM115 - closed by the generator
+        raw = open(name, "rb")  # noqa: SIM115 - the with below closes it
     except OSError as error:
         raise InvalidArgument(
             f"trace file {name!r} cannot be opened: "
             f"{error.strerror or error}") from None
-    return _read_open(raw, name, fmt)
-
-
-def _read_open(raw: BinaryIO, name: str, fmt: str) -> Iterator[Request]:
     with raw:
         yield from parse(raw, name, fmt, _compression_of(name))
 
@@ -294,17 +299,20 @@ def parse(stream: BinaryIO, name: str, format: str,
     "gzip" or "bzip2".
     """
     parser = FORMATS[_check_format(format)]
+    source: Iterable[bytes]
     if compression == "gzip":
-        stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
+        source = gzip.GzipFile(fileobj=stream)
     elif compression == "bzip2":
-        stream = bz2.BZ2File(stream)  # type: ignore[assignment]
-    elif compression != "none":
+        source = bz2.BZ2File(stream)
+    elif compression == "none":
+        source = stream
+    else:
         raise InvalidArgument(
             f"compression {compression!r} must be none, gzip or bzip2")
-    return _parse_lines(_lines(stream, name, compression), name, parser)
+    return _parse_lines(_lines(source, name, compression), name, parser)
 
 
-def _lines(stream: BinaryIO, name: str, compression: str
+def _lines(stream: Iterable[bytes], name: str, compression: str
            ) -> Iterator[bytes]:
     number = 0
     try:
