@@ -473,3 +473,34 @@ def test_embedded_engine_provides_the_layer_interfaces(
     pool: PoolAPI = client.new_pool()
     control: ControlAPI = host
     assert pool.pool_id == 0 and control.freeable() == 0
+
+
+def test_memory_flows_from_an_idle_client_to_a_busy_one(
+        pages: list[bytes]) -> None:
+    host = raw_host(100)
+    busy = host.client("busy").new_pool()
+    resting = host.client("resting").new_pool()
+    for i in range(50):
+        resting.put(1, i, pages[i])
+    # busy and resting both hold their share; busy keeps going alone
+    for n in range(600):
+        busy.put(2, n, pages[n % 300 + 100])
+    assert resting.stats().content.pages < 10
+    assert busy.stats().content.pages > 90
+    host.check()
+
+
+def test_a_client_that_wakes_up_regains_its_weighted_share(
+        pages: list[bytes]) -> None:
+    host = raw_host(100)
+    busy = host.client("busy").new_pool()
+    waking = host.client("waking").new_pool()
+    for n in range(400):
+        busy.put(2, n, pages[n % 300])
+    assert busy.stats().content.pages == 100
+    for round_ in range(30):
+        for i in range(10):
+            busy.put(3, round_ * 10 + i, pages[i])
+            waking.put(1, round_ * 10 + i, pages[200 + i])
+    assert 40 <= waking.stats().content.pages <= 60
+    host.check()

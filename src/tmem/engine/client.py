@@ -77,6 +77,16 @@ class Client:
         return bool(self.lru)
 
     @property
+    def activity(self) -> int:
+        """Puts and gets so far (a counter that moves while in use)."""
+        return sum(h._ops.puts + h._ops.gets for h in self.slots
+                   if h is not None)
+
+    @property
+    def idle_since(self) -> int | None:
+        return self.host.idle_since(self)
+
+    @property
     def used(self) -> int:
         """Accounted bytes billed to this client."""
         return self.ephemeral_bytes + self.persistent_bytes

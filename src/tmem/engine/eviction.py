@@ -4,17 +4,23 @@ The engine owns the accounting and the per-client LRU order; a policy only
 names the client to take the next victim from (its least recently used
 page goes).  Persistent pages are never offered to a policy.
 
-The default, `WeightedFair`, takes from the client furthest over its
-weighted share of ephemeral memory: the one with the most ephemeral bytes
-per unit of weight, counting the page being put as the putter's already
-(so a client at its share pays for its own puts).  A client at or under
-its share keeps its pages while anyone is over theirs, so weights are a
-guarantee, not a hint.  Weight 0
-means "no guaranteed share": such clients are drained first.
+The default, `WeightedFair`, approximates one global LRU corrected by
+weights, with no per-page timestamps:
+1. An *idle* client (one that has not put or got a page while the host
+   evicted a quarter of its ephemeral pages, see Host.idle_since) holds
+   the oldest pages there are, so it pays first, the longest idle first.
+   This is what lets memory flow from a guest at rest to a busy one.
+2. Among active clients, the one furthest over its weighted share pays:
+   the most ephemeral bytes per unit of weight, counting the page being
+   put as the putter's already (so a client at its share pays for its
+   own puts).  A client at or under its share keeps its pages while
+   anyone is over theirs, so between clients that both want memory the
+   weights are a guarantee, not a hint.  Weight 0 means "no guaranteed
+   share": such clients are drained first.
 
-This is the rule the original documented ("a client over quota evicts its
-own pages") with the comparison the right way round; the original's code
-had it inverted.
+Rule 2 is the original's "a client over quota evicts its own pages" with
+the comparison the right way round (its code had it inverted); rule 1
+stands in for the original's global LRU list.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ class Tenant(Protocol):
     @property
     def evictable(self) -> bool: ...
 
+    @property
+    def idle_since(self) -> int | None:
+        """When (in host evictions) the client went idle, or None."""
+
 
 class EvictionPolicy(Protocol):
     """Names the client whose LRU page is evicted next."""
@@ -50,17 +60,18 @@ class EvictionPolicy(Protocol):
 
 
 class WeightedFair:
-    """Evict from the client with the most ephemeral bytes per weight,
-    counting the page being put as already the putter's."""
+    """Idle clients first, then the most ephemeral bytes per weight."""
 
     def choose_victim(self, tenants: Iterable[Tenant],
                       putter: Tenant | None = None,
                       incoming: int = 0) -> Tenant | None:
+        candidates = [t for t in tenants if t.evictable]
+        idle = [t for t in candidates if t.idle_since is not None]
+        if idle:
+            return min(idle, key=lambda t: t.idle_since or 0)
         best: Tenant | None = None
         best_score = -1.0
-        for tenant in tenants:
-            if not tenant.evictable:
-                continue
+        for tenant in candidates:
             held = tenant.ephemeral_bytes
             if tenant is putter:
                 held += incoming

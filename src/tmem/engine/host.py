@@ -101,6 +101,8 @@ class Host:
         self._retired_ephemeral = OpCounts()
         self._retired_persistent = OpCounts()
         self.evictions = 0
+        self._marks: dict[int, tuple[int, int]] = {}
+        """client id -> (activity seen, host evictions when it changed)"""
 
     def __repr__(self) -> str:
         return (f"<Host {len(self._clients)} clients, "
@@ -197,6 +199,7 @@ class Host:
             client.release_pool(handle)
         client.alive = False
         del self._clients[client.client_id]
+        self._marks.pop(client.client_id, None)
         self._retired_ephemeral += client.retired_ephemeral
         self._retired_persistent += client.retired_persistent
 
@@ -302,6 +305,20 @@ class Host:
             return state.apply(self, images, as_name)
 
     # -- the data path's helpers (lock held) ---------------------------------
+
+    def idle_since(self, client: Client) -> int | None:
+        """When (counted in host evictions) the client last stopped using
+        its pools, if it has been idle while the host evicted a quarter
+        of its ephemeral pages (at least 64); else None (active)."""
+        activity = client.activity
+        seen, changed_at = self._marks.get(client.client_id, (-1, 0))
+        if activity != seen:
+            self._marks[client.client_id] = (activity, self.evictions)
+            return None
+        pages = sum(c.ephemeral_pages for c in self._clients.values())
+        if self.evictions - changed_at > max(64, pages // 4):
+            return changed_at
+        return None
 
     def account(self, nbytes: int) -> None:
         self.used += nbytes
