@@ -36,6 +36,49 @@ def main() -> None:
     """Transcendent Memory for Linux hosts."""
 
 
+@main.command("demo")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Folder for results.json and plot.png [default: "
+              "tmem-results/NAME-TIME].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object at the end.")
+def demo(output: Path | None, as_json: bool) -> None:
+    """Guests on real traces, without and with tmem: what pooling saves."""
+    from tmem.experiments import scenario
+
+    _experiment(scenario.load(scenario.demo_path()), output, as_json, None)
+
+
+@main.command("experiment")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Folder for results.json and plot.png.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object at the end.")
+@click.option("--connect", "address", default=None,
+              help="Use this daemon for the tmem run instead of starting "
+              "one (its capacity is set to the scenario's pool).")
+def experiment(config: Path, output: Path | None, as_json: bool,
+               address: str | None) -> None:
+    """Run the comparison described by a CONFIG file (TOML)."""
+    from tmem.experiments import scenario
+
+    _experiment(scenario.load(config), output, as_json, address)
+
+
+def _experiment(plan: Any, output: Path | None, as_json: bool,
+                address: str | None) -> None:
+    from tmem.experiments import demo, report
+
+    folder = output or demo.default_output(plan)
+    summary = demo.run(plan, folder, address=address)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        report.render(summary)
+    click.echo(f"results: {folder}/results.json and {folder}/plot.png")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks on real data, against real peers where there are some."""

@@ -504,3 +504,20 @@ def test_a_client_that_wakes_up_regains_its_weighted_share(
             waking.put(1, round_ * 10 + i, pages[200 + i])
     assert 40 <= waking.stats().content.pages <= 60
     host.check()
+
+
+def test_capacity_can_shrink_evicting_only_ephemeral_pages(
+        pages: list[bytes]) -> None:
+    host = raw_host(20)
+    client = host.client("a")
+    cache, swap = client.new_pool(), client.new_pool(persistent=True)
+    for i in range(10):
+        cache.put(1, i, pages[i])
+        swap.put(1, i, pages[i])
+    evicted = host.set_capacity(5 * RAW_EPHEMERAL)
+    assert evicted > 0 and cache.stats().content.pages == 0
+    assert swap.stats().content.pages == 10  # never evicted
+    assert swap.put(2, 2, pages[0]) is False  # over capacity: refused
+    host.set_capacity(40 * RAW_EPHEMERAL)
+    assert swap.put(2, 2, pages[0])
+    host.check()

@@ -419,6 +419,12 @@ class RemoteControl:
     def freeable(self) -> int:
         return int(self._wire.call(calls.control(Op.FREEABLE))["bytes"])
 
+    def set_capacity(self, capacity: int | str) -> int:
+        """Lend more or less memory; returns the bytes evicted."""
+        result = self._wire.call(calls.control(Op.SET_CAPACITY,
+                                               capacity=capacity))
+        return int(result["evicted"])
+
     def flush(self, nbytes: int | str) -> int:
         result = self._wire.call(calls.control(Op.FLUSH_MEMORY,
                                                bytes=nbytes))

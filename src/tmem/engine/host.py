@@ -252,6 +252,16 @@ class Host:
         with self.lock:
             self._find(ref).auth.discard(parsed)
 
+    def set_capacity(self, capacity: int | str) -> int:
+        """Lend more or less memory (e.g. as guests balloon); return the
+        bytes evicted to get under the new capacity.  Persistent pages
+        are never evicted: if they alone exceed it, puts are refused
+        until enough are flushed."""
+        checked = parse_size(capacity, "capacity")
+        with self.lock:
+            self.capacity = checked
+            return self.evict(max(0, self.used - checked))
+
     def freeable(self) -> int:
         """Bytes eviction could free now."""
         with self.lock:

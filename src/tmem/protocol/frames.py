@@ -105,6 +105,7 @@ class Op(enum.IntEnum):
     RESTORE_DATA = 46
     RESTORE_COMMIT = 47
     RESTORE_ABORT = 48
+    SET_CAPACITY = 49
 
 
 CONTROL_OPS = frozenset(op for op in Op if op >= 32)

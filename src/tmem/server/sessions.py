@@ -375,6 +375,9 @@ class Dispatcher:
             return {"bytes": host.freeable()}
         if op == Op.FLUSH_MEMORY:
             return {"freed": host.flush(_arg(args, "bytes", (int, str)))}
+        if op == Op.SET_CAPACITY:
+            return {"evicted": host.set_capacity(
+                _arg(args, "capacity", (int, str)))}
         if op == Op.SAVE:
             return self._save(_client_ref(args), _path(args),
                               bool(args.get("ephemeral", False)))

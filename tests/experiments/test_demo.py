@@ -1,0 +1,158 @@
+"""Scenarios: checked before anything runs; run end to end in separate
+processes against a daemon; bad input and a dying daemon end in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tmem
+from tmem import cli
+from tmem.experiments import demo, runner, scenario
+
+TOP = {"name": '"small"', "total_frames": "512", "guest_share": "0.25",
+       "quantum": "100"}
+GUESTS = """
+[[guest]]
+name = "a"
+workload = "block"
+trace = "lirs_sprite.trace.gz"
+start = 30000
+busy = 3000
+idle = 600
+phases = 2
+[[guest]]
+name = "b"
+workload = "anon"
+trace = "memsim_sixpack.trace.gz"
+busy = 600
+idle = 600
+phases = 2
+idle_first = true
+"""
+
+
+def small(**changes: str) -> str:
+    """The small scenario's text, with top-level keys changed or added."""
+    top = {**TOP, **changes}
+    return "".join(f"{k} = {v}\n" for k, v in top.items()) + GUESTS
+
+
+SMALL = small()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_demo_scenario_loads_and_pools_memory() -> None:
+    s = scenario.load(scenario.demo_path())
+    assert len(s.guests) == 4
+    assert sum(s.tmem_frames()) * 4096 + s.pool_bytes() == \
+        s.total_frames * 4096
+    phases = s.guests[1].workload_phases()
+    assert phases[0].kind == "idle"  # out of phase with guest 1
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("colour", '"red"', "key 'colour' is unknown"),
+    ("total_frames", '"lots"', "total_frames = 'lots' must be a int"),
+    ("total_frames", "100", "RAM of 50 frames is below the minimum 64"),
+    ("guest_share", "1.5", "guest_share 1.5 must be between 0 and 1"),
+    ("compress", '"brotli"', "'brotli' is unknown"),
+])
+def test_bad_scenarios_are_refused_in_one_line(tmp_path: Path, key: str,
+                                               value: str,
+                                               words: str) -> None:
+    with pytest.raises(tmem.InvalidArgument, match=words) as info:
+        scenario.load(write(tmp_path, small(**{key: value})))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_trace_and_workload_are_named(tmp_path: Path) -> None:
+    with pytest.raises(tmem.InvalidArgument, match=r"no bundled trace "
+                       r"named .nope\.csv."):
+        scenario.load(write(tmp_path, SMALL.replace(
+            "lirs_sprite.trace.gz", "nope.csv")))
+    with pytest.raises(tmem.InvalidArgument, match="workload 'disk' must"):
+        scenario.load(write(tmp_path, SMALL.replace('"block"', '"disk"')))
+    with pytest.raises(tmem.InvalidArgument, match="cannot be read"):
+        scenario.load(tmp_path / "absent.toml")
+
+
+def test_small_scenario_runs_end_to_end_and_writes_results(
+        tmp_path: Path) -> None:
+    s = scenario.load(write(tmp_path, SMALL))
+    out = tmp_path / "out"
+    summary = demo.run(s, out)
+    document = json.loads((out / "results.json").read_text())
+    assert (out / "plot.png").stat().st_size > 10_000
+    assert document["summary"]["scenario"] == "small"
+    guests = {g["name"]: g for g in summary["guests"]}
+    assert guests["a"]["cleancache_hit_ratio"] > 0
+    assert guests["b"]["swap_io"]["tmem"] <= guests["b"]["swap_io"]["static"]
+    assert all(g["stale_pages"] == 0 for g in summary["guests"])
+    assert summary["total"]["sectors_read"]["tmem"] < \
+        summary["total"]["sectors_read"]["static"]
+    assert document["runs"]["tmem"]["samples"]
+
+
+def test_a_guest_failing_mid_run_ends_it_with_one_line(
+        tmp_path: Path) -> None:
+    broken = tmp_path / "msrc_broken.csv"
+    lines = (tmem.data.trace_path("msrc_msr-cambridge1-sample.csv")
+             .read_text().splitlines())
+    broken.write_text("\n".join([*lines[:50], "1,hm,0,Write,oops,2,3"]))
+    text = SMALL.replace('trace = "lirs_sprite.trace.gz"\nstart = 30000',
+                         f'trace = "{broken}"')
+    s = scenario.load(write(tmp_path, text))
+    with pytest.raises(runner.RunFailed, match=r"guest .a. failed:.*oops"):
+        runner.run(s, False)
+
+
+def test_a_daemon_dying_mid_run_ends_it_with_one_line(
+        tmp_path: Path) -> None:
+    s = scenario.load(write(tmp_path, SMALL.replace(
+        "busy = 3000", "busy = 20000")))
+    killed = threading.Event()
+
+    def kill_daemon(event: str, details: dict[str, object]) -> None:
+        if event == "sample" and not killed.is_set():
+            killed.set()
+            for pid in _daemon_pids():
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(runner.RunFailed, match=r"daemon (died|stopped)"):
+        runner.run(s, True, progress=kill_daemon)
+
+
+def _daemon_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"tmem-demo-" in command and b"serve" in command:
+            pids.append(int(entry))
+    return pids
+
+
+def test_experiment_command_reports_a_missing_daemon(tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL)
+    result = CliRunner().invoke(cli.main, [
+        "experiment", str(path), "--connect", f"unix:{tmp_path}/no.sock",
+        "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "is `tmem serve` running?" in result.output
+    assert not (tmp_path / "o" / "results.json").exists()
