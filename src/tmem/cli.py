@@ -58,12 +58,21 @@ def demo(output: Path | None, as_json: bool) -> None:
 @click.option("--connect", "address", default=None,
               help="Use this daemon for the tmem run instead of starting "
               "one (its capacity is set to the scenario's pool).")
+@click.option("--compress", help="Override the scenario's codec.")
+@click.option("--guest-share", type=float,
+              help="Override the share of RAM guests keep with tmem.")
+@click.option("--selfballoon/--no-selfballoon", default=None,
+              help="Override the scenario's selfballooning.")
 def experiment(config: Path, output: Path | None, as_json: bool,
-               address: str | None) -> None:
+               address: str | None, compress: str | None,
+               guest_share: float | None, selfballoon: bool | None) -> None:
     """Run the comparison described by a CONFIG file (TOML)."""
     from tmem.experiments import scenario
 
-    _experiment(scenario.load(config), output, as_json, address)
+    plan = scenario.with_overrides(
+        scenario.load(config), compress=compress, guest_share=guest_share,
+        selfballoon=selfballoon)
+    _experiment(plan, output, as_json, address)
 
 
 def _experiment(plan: Any, output: Path | None, as_json: bool,

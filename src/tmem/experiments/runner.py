@@ -83,8 +83,9 @@ def run(scenario: Scenario, tmem_run: bool, *, address: str | None = None,
         if tmem_run:
             daemon = stack.enter_context(_daemon(scenario, address))
         guests = stack.enter_context(_guests(
-            configs, daemon.address if daemon else None,
-            [g.weight for g in scenario.guests]))
+            configs, daemon.address if daemon else None))
+        if daemon is not None:
+            daemon.apply_settings(scenario)
         started = time.perf_counter()
         try:
             samples = _rounds(scenario, guests, daemon, started, report)
@@ -128,7 +129,7 @@ class _Guest:
     """The parent's end of one guest process."""
 
     def __init__(self, config: GuestConfig, address: str | None,
-                 weight: int, context: Any) -> None:
+                 context: Any) -> None:
         self.name = config.name
         self.total = _total_steps(config)
         self.steps = 0
@@ -137,7 +138,7 @@ class _Guest:
         self.frames = config.frames
         self._conn, child = context.Pipe()
         self.process = context.Process(
-            target=_guest_main, args=(config, address, weight, child),
+            target=_guest_main, args=(config, address, child),
             name=f"tmem-guest-{config.name}", daemon=True)
         self.process.start()
         child.close()
@@ -191,7 +192,7 @@ def _total_steps(config: GuestConfig) -> int:
     return total
 
 
-def _guest_main(config: GuestConfig, address: str | None, weight: int,
+def _guest_main(config: GuestConfig, address: str | None,
                 conn: Connection) -> None:
     """A guest process: build the guest, then obey the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
@@ -222,13 +223,13 @@ def _guest_main(config: GuestConfig, address: str | None, weight: int,
 
 
 @contextlib.contextmanager
-def _guests(configs: list[GuestConfig], address: str | None,
-            weights: list[int]) -> Iterator[list[_Guest]]:
+def _guests(configs: list[GuestConfig], address: str | None
+            ) -> Iterator[list[_Guest]]:
     context = multiprocessing.get_context("spawn")
     guests: list[_Guest] = []
     try:
-        for config, weight in zip(configs, weights, strict=True):
-            guests.append(_Guest(config, address, weight, context))
+        for config in configs:
+            guests.append(_Guest(config, address, context))
         yield guests
     finally:
         for guest in guests:
@@ -248,6 +249,13 @@ class _Daemon:
         self.control = tmem.connect_control(address)
         self.control.set_capacity(capacity)
         self._lent = 0
+
+    def apply_settings(self, scenario: Scenario) -> None:
+        """Each guest's weight and cap, set as the host's admin would."""
+        for plan in scenario.guests:
+            self.control.set_weight(plan.name, plan.weight)
+            if plan.cap is not None:
+                self.control.set_cap(plan.name, plan.cap * 4096)
 
     def snapshot(self) -> Snapshot:
         self.check_alive()

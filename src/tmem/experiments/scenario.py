@@ -27,6 +27,7 @@ default; see data/experiments/demo.toml):
     phases = 3               # busy phases
     idle_first = false       # begin idle: out of phase with the others
     weight = 100             # share of the pool under contention
+    cap = 384                # frames of tmem it may hold (default: none)
     frames = 1024            # static RAM (default: an equal split)
 
 Rules:
@@ -78,6 +79,8 @@ class GuestPlan:
     phases: int = 3
     idle_first: bool = False
     weight: int = 100
+    cap: int | None = None
+    """Frames of tmem the guest may hold (None: no cap)."""
     frames: int | None = None
     pages: int = 4096
     """synthetic-anon only: the pages the program allocates."""
@@ -159,7 +162,7 @@ _TOP = {"name": str, "total_frames": int, "guest_share": float,
 _GUEST = {"name": str, "workload": str, "trace": str, "format": str,
           "start": int,
           "busy": int, "idle": int, "phases": int, "idle_first": bool,
-          "weight": int, "frames": int, "pages": int}
+          "weight": int, "cap": int, "frames": int, "pages": int}
 
 
 def load(path: Path) -> Scenario:
