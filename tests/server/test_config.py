@@ -72,3 +72,9 @@ def test_address_forms(text: str, expected: str) -> None:
 def test_bad_address_says_which_forms_work() -> None:
     with pytest.raises(InvalidArgument, match="unix:PATH or tcp:HOST:PORT"):
         parse_address("example.org:80")
+
+
+def test_the_shipped_example_config_loads() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = cfg.load(root / "contrib" / "tmem.toml", {})
+    assert config.socket_mode == 0o660 and config.state is not None
