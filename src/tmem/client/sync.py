@@ -199,11 +199,15 @@ class Wire:
         return reply.body
 
     def _receive(self, sock: socket.socket) -> Reply:
-        # Replies come one per request, so read exactly one: its header,
-        # then the body it announces, straight into one buffer.
-        header = _recv_exact(sock, HEADER_SIZE)
-        body = _recv_exact(sock, body_length(bytes(header)))
-        return reply_from(bytes(header), body)
+        # Replies come one per request, so read exactly one: its header
+        # and status byte, then the rest it announces as one bytes object
+        # (no copy after recv: pages are sliced from it directly).
+        head = _recv_exact(sock, HEADER_SIZE + 1)
+        length = body_length(head[:HEADER_SIZE])
+        if length < 1:
+            raise ProtocolError("a reply must carry a status byte")
+        rest = _recv_exact(sock, length - 1) if length > 1 else b""
+        return reply_from(head[:HEADER_SIZE], head[HEADER_SIZE:], rest)
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -222,16 +226,17 @@ class Wire:
             self._resume = None
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytearray:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = sock.recv(size, socket.MSG_WAITALL)
+    if len(data) == size:
+        return data
+    parts, got = [data], len(data)
     while got < size:
-        n = sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
-        if n == 0:
+        if not parts[-1]:
             raise ConnectionResetError(0, "closed by the daemon")
-        got += n
-    return buffer
+        parts.append(sock.recv(size - got, socket.MSG_WAITALL))
+        got += len(parts[-1])
+    return b"".join(parts)
 
 
 def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:

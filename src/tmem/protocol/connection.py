@@ -221,7 +221,12 @@ def reply_of(opcode: int, flags: int, request_id: int,
                  bytes(memoryview(body)[1:]))
 
 
-def reply_from(header: bytes, body: bytes | bytearray) -> Reply:
-    """The reply made of a header and the body it announced."""
+def reply_from(header: bytes, status: bytes, rest: bytes) -> Reply:
+    """The reply made of its header, its status byte and the rest of the
+    body (for drivers that read a reply in exact pieces)."""
     _, _, opcode, flags, request_id = HEADER.unpack(header)
-    return reply_of(opcode, flags, request_id, body)
+    if not opcode & REPLY or flags or len(status) != 1:
+        raise ProtocolError(
+            f"frame with opcode {opcode:#04x} and flags {flags:#06x} is "
+            "not a reply")
+    return Reply(opcode & ~REPLY, request_id, status[0], rest)
