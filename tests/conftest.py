@@ -3,13 +3,18 @@ under traffic with a control over them (monitor and metrics tests)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import tmem
 from tmem import corpus
-from tmem.monitor.testing import EmbeddedControl, FakeClock, Traffic
+from tmem.monitor.testing import EmbeddedControl, Traffic
+from tmem.server.daemon import Daemon
+from tmem.testing import FakeClock, daemon_in_thread
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +70,24 @@ def live(pages: list[bytes]) -> Iterator[EmbeddedControl]:
     with traffic:
         yield EmbeddedControl(host)
     host.check()
+
+
+# -- a daemon in a background thread, on a short socket path ---------------
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tmem-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(sockdir: Path) -> Iterator[Daemon]:
+    with daemon_in_thread(sockdir / "tmem.sock", capacity=64 << 20,
+                          grace=30.0) as d:
+        yield d
+
+
+@pytest.fixture
+def address(daemon: Daemon) -> str:
+    return f"unix:{daemon.config.socket}"

@@ -7,7 +7,8 @@ import io
 import tmem
 from tmem.engine.stats import Snapshot
 from tmem.monitor.batch import run_batch
-from tmem.monitor.testing import EmbeddedControl, FakeClock, Traffic
+from tmem.monitor.testing import EmbeddedControl, Traffic
+from tmem.testing import FakeClock
 
 
 def test_prints_n_frames_separated_by_a_blank_line(

@@ -8,7 +8,8 @@ import pytest
 
 import tmem
 from tmem.monitor import view as v
-from tmem.monitor.testing import EmbeddedControl, FakeClock, Traffic
+from tmem.monitor.testing import EmbeddedControl, Traffic
+from tmem.testing import FakeClock
 
 
 def row_of(view: v.TopView, name: str) -> v.Row:

@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import lz4.block
@@ -34,6 +33,7 @@ from tmem.experiments.measure import (
     best_time,
     pin_to_one_core,
     rss_bytes,
+    status,
 )
 
 BATCH = 32
@@ -44,7 +44,7 @@ def run(pages: int = 100_000, repeats: int = 3,
         progress: bool = True) -> dict[str, Any]:
     """Run every measurement; return the results as one JSON-ready dict."""
     cpu = pin_to_one_core()
-    with _progress(progress) as step:
+    with status(progress, "bench engine") as step:
         step("loading real pages")
         data = corpus.pages(pages)
         info = corpus.info()
@@ -74,18 +74,6 @@ def run(pages: int = 100_000, repeats: int = 3,
     }
     result["targets"] = [t.as_dict() for t in _targets(result)]
     return result
-
-
-@contextmanager
-def _progress(show: bool) -> Iterator[Callable[[str], None]]:
-    if not show:
-        yield lambda _: None
-        return
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    with console.status("starting") as status:
-        yield lambda text: status.update(f"bench engine: {text}")
 
 
 def _throughput(codec: str, data: list[bytes],

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tmem import corpus
-from tmem.experiments.measure import Target
+from tmem.experiments.measure import Target, status
 
 BATCH = 32
 
@@ -60,7 +60,7 @@ def run(clients: int = 4, pages: int = 20_000, unbatched: int = 3_000,
     """Run every system and workload; return one JSON-ready dict."""
     workdir = Path(tempfile.mkdtemp(prefix="tmem-bench-"))
     try:
-        with _status(progress) as say:
+        with status(progress, "bench server") as say:
             say("writing the page corpus")
             page_file = workdir / "pages.bin"
             with open(page_file, "wb") as f:
@@ -83,17 +83,6 @@ def run(clients: int = 4, pages: int = 20_000, unbatched: int = 3_000,
                               "rows": rows, "missing": missing}
     result["targets"] = [t.as_dict() for t in _targets(rows)]
     return result
-
-
-@contextmanager
-def _status(show: bool) -> Iterator[Callable[[str], None]]:
-    if not show:
-        yield lambda _: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("starting") as status:
-        yield lambda text: status.update(f"bench server: {text}")
 
 
 # -- one measurement ---------------------------------------------------------

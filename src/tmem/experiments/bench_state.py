@@ -32,7 +32,7 @@ from typing import Any
 
 import tmem
 from tmem import corpus
-from tmem.experiments.measure import Target
+from tmem.experiments.measure import Target, status
 
 GIB_PAGES = 1 << 18
 
@@ -41,7 +41,7 @@ def run(pages: int = GIB_PAGES, progress: bool = True) -> dict[str, Any]:
     """Run both measurements; return one JSON-ready dict."""
     workdir = Path(tempfile.mkdtemp(prefix="tmem-bench-state-"))
     try:
-        with _status(progress) as say:
+        with status(progress, "bench state") as say:
             say("loading real pages")
             data = _pages(pages)
             say("save and restore")
@@ -56,17 +56,6 @@ def run(pages: int = GIB_PAGES, progress: bool = True) -> dict[str, Any]:
         "migration pause, ms", move["pause_ms"], 100.0, False,
         " ms").as_dict()]
     return result
-
-
-@contextmanager
-def _status(show: bool) -> Iterator[Callable[[str], None]]:
-    if not show:
-        yield lambda _: None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("starting") as status:
-        yield lambda text: status.update(f"bench state: {text}")
 
 
 def _pages(count: int) -> list[bytes]:

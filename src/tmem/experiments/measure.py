@@ -14,7 +14,8 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +42,18 @@ def best_time(run: Callable[[], object], repeats: int,
         run()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+@contextmanager
+def status(show: bool, what: str) -> Iterator[Callable[[str], None]]:
+    """A one-line spinner on stderr saying what runs now (or nothing)."""
+    if not show:
+        yield lambda _: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as line:
+        yield lambda text: line.update(f"{what}: {text}")
 
 
 def rss_bytes() -> int:

@@ -37,19 +37,6 @@ from tmem.engine.pool import Pool
 from tmem.engine.stats import Snapshot
 
 
-class FakeClock:
-    """Seconds that advance only through `advance` (for `Host(clock=)`)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class EmbeddedControl:
     """A `ControlAPI` over an embedded host that can play a lost daemon.
 
