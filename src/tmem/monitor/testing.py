@@ -1,9 +1,9 @@
-"""Stand-ins for the daemon: an embedded host behind `ControlAPI`, real
-page traffic, and a clock that moves only when told.
+"""Stand-ins for the daemon: an embedded host behind `ControlAPI`, and
+real page traffic (the fake clock is `tmem.testing.FakeClock`).
 
-They let the monitor be developed and tested before the daemon exists,
-and keep its tests honest afterwards: the numbers on screen come from a
-real engine doing real puts and gets of this machine's pages.
+They let the monitor be tested without a daemon process, and keep its
+tests honest: the numbers on screen come from a real engine doing real
+puts and gets of this machine's pages.
 
 Rules:
 - `EmbeddedControl` forwards to a `tmem.Host`.  While `disconnect()`ed
