@@ -14,6 +14,8 @@ DEBIAN_PACKAGES=(
     python3-venv
     redis-server     # the peer in `tmem bench server`
     memcached        # the other peer in `tmem bench server`
+    fuse3            # the swap device: mount.fuse3, fusermount3
+    libfuse3-3       # ... and the library mfusepy loads
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }
