@@ -1,8 +1,16 @@
 """Fixtures shared by every test: real pages, a checked host, and hosts
-under traffic with a control over them (monitor and metrics tests)."""
+under traffic with a control over them (monitor and metrics tests).
+
+Marks for tests that need the real machine (skipped with the reason):
+- `needs_swap`: root, /dev/fuse, libfuse3, loop devices and the
+  util-linux tools (reasons from `tmem.swapdev.missing_support()`);
+- `needs_memcg`: root and a cgroup hierarchy with the memory controller,
+  to make a workload swap.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -91,3 +99,28 @@ def daemon(sockdir: Path) -> Iterator[Daemon]:
 @pytest.fixture
 def address(daemon: Daemon) -> str:
     return f"unix:{daemon.config.socket}"
+
+
+# -- marks for the real machine ----------------------------------------------
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_swap: needs root, FUSE, libfuse3 and loop devices")
+    config.addinivalue_line(
+        "markers", "needs_memcg: needs root and the memory cgroup controller")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_swap"):
+        from tmem.swapdev import missing_support
+
+        missing = missing_support()
+        if missing:
+            pytest.skip("tmem swap cannot run here: " + "; ".join(missing))
+    if item.get_closest_marker("needs_memcg"):
+        from tmem.experiments.memcg import find_hierarchy
+
+        if os.geteuid() != 0:
+            pytest.skip("not root: memory cgroups need root")
+        if find_hierarchy() is None:
+            pytest.skip("no cgroup hierarchy offers the memory controller")
