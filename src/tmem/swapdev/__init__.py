@@ -9,15 +9,42 @@ kernel as an ordinary swap device:
   writes, punched holes (discards = flushes), counters.
 - fusefs.py: `SwapServer`, the FUSE file system serving one image
   (direct_io, so every swap-out is a put and every swap-in a get).
+- blockdev.py: losetup, mkswap, swapon and their undoing (root).
+- device.py: `on`, `off`, `status`: the whole lifecycle.
+- standalone.py: a server process with its own embedded Host, for when
+  no tmem daemon serves the image.
 - system.py: commands with timeouts, /proc parsers, `SwapError`, and
   `missing_support()`.
+
+The daemon serves the image from its own process:
+
+    device = swapdev.on("4GiB", priority=100, mountpoint=...,
+                        pool=client.new_pool(persistent=True))
+    swapdev.status(device.mountpoint)
+    swapdev.off(device.mountpoint, server=device.server)
+
+If the serving process dies while holding swap, the kernel cannot recover
+those pages: it has no other copy.  Swap-ins fail with I/O errors, the
+processes that owned the pages die of SIGBUS, and swap-outs fail until
+`off()` removes the device.  So the server never shares a process with a
+workload that may swap, refuses to stop while a loop device holds the
+image, and locks its own memory (it must never be swapped to itself).
 """
 
+from tmem.swapdev.device import (
+    DEFAULT_MOUNTPOINT,
+    SwapDevice,
+    SwapStatus,
+    off,
+    on,
+    status,
+)
 from tmem.swapdev.fusefs import SwapServer, lock_memory
 from tmem.swapdev.image import ImageStats, SwapImage
 from tmem.swapdev.system import SwapError, missing_support
 
 __all__ = [
-    "ImageStats", "SwapError", "SwapImage", "SwapServer", "lock_memory",
-    "missing_support",
+    "DEFAULT_MOUNTPOINT", "ImageStats", "SwapDevice", "SwapError",
+    "SwapImage", "SwapServer", "SwapStatus", "lock_memory",
+    "missing_support", "off", "on", "status",
 ]

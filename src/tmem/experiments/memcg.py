@@ -1,0 +1,173 @@
+"""Memory cgroups that make a workload swap: create, limit, remove.
+
+Rules:
+- Both cgroup versions: v1 (a `memory` hierarchy, memory.limit_in_bytes)
+  and v2 (the unified hierarchy, memory.max).  v1 wins when both are
+  mounted but only v1 has the memory controller (this machine's hybrid
+  set-up: its cgroup2 mount offers only hugetlb).
+- A cgroup is made directly under the hierarchy's root with a unique
+  name, so runs on a shared machine never collide.
+- A process joins by writing its own pid (`join`), before it allocates.
+- `remove()` kills what is still inside (only members of this cgroup),
+  waits for them to go, then removes the directory.  It is idempotent
+  and runs from `with` and test finalizers even after failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+
+from tmem.swapdev.system import SwapError
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Where memory cgroups live, and which interface they speak."""
+
+    root: str
+    version: int
+
+    @property
+    def limit_file(self) -> str:
+        return "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+
+
+def parse_hierarchies(mounts: str) -> list[Hierarchy]:
+    """Memory-capable hierarchies in /proc/self/mounts, v1 first.
+
+    A cgroup2 mount is listed only if its cgroup.controllers file says
+    it offers memory (read from the live mount).
+    """
+    found = []
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        path, kind, options = fields[1], fields[2], fields[3].split(",")
+        if kind == "cgroup" and "memory" in options:
+            found.append(Hierarchy(path, 1))
+        elif kind == "cgroup2" and _offers_memory(path):
+            found.append(Hierarchy(path, 2))
+    return sorted(found, key=lambda h: h.version)
+
+
+def find_hierarchy() -> Hierarchy | None:
+    """The hierarchy to make memory cgroups in, or None."""
+    with open("/proc/self/mounts") as f:
+        found = parse_hierarchies(f.read())
+    return found[0] if found else None
+
+
+def join(path: str) -> None:
+    """Move the calling process into the cgroup at `path`."""
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+class MemoryCgroup:
+    """A fresh memory cgroup with a limit.
+
+    Args:
+        limit: bytes its members may keep in RAM; the rest swaps.
+        prefix: the start of its unique name.
+
+    Raises:
+        SwapError: no memory hierarchy, or the kernel refused.
+    """
+
+    def __init__(self, limit: int, prefix: str = "tmem-swap") -> None:
+        hierarchy = find_hierarchy()
+        if hierarchy is None:
+            raise SwapError("no cgroup hierarchy offers the memory "
+                              "controller (checked /proc/self/mounts)")
+        self.hierarchy = hierarchy
+        self.limit = limit
+        self.path = os.path.join(
+            hierarchy.root, f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            if hierarchy.version == 2:
+                _enable_memory(hierarchy.root)
+            os.mkdir(self.path)
+            self._write(hierarchy.limit_file, str(limit))
+        except OSError as error:
+            self.remove()
+            raise SwapError(f"cannot make memory cgroup {self.path!r} "
+                              f"limited to {limit!r} bytes: "
+                              f"{error.strerror}") from None
+
+    def __repr__(self) -> str:
+        return f"<MemoryCgroup {self.path!r} v{self.hierarchy.version}>"
+
+    def __enter__(self) -> MemoryCgroup:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None,
+                 error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.remove()
+
+    def procs(self) -> list[int]:
+        """Pids inside (empty once removed)."""
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(line) for line in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def memory_stat(self) -> dict[str, int]:
+        """memory.stat as a dict."""
+        with open(os.path.join(self.path, "memory.stat")) as f:
+            pairs = (line.split() for line in f.read().splitlines())
+            return {key: int(value) for key, value in pairs}
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """Kill the members left, wait for them, remove the cgroup.
+
+        Raises:
+            SwapError: it could not be removed in `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while os.path.isdir(self.path):
+            for pid in self.procs():
+                _kill(pid)
+            try:
+                os.rmdir(self.path)
+            except OSError as error:
+                if time.monotonic() > deadline:
+                    raise SwapError(
+                        f"cannot remove memory cgroup {self.path!r} in "
+                        f"{timeout:g} s: {error.strerror}") from None
+                time.sleep(0.05)
+
+    def _write(self, name: str, value: str) -> None:
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+
+def _offers_memory(root: str) -> bool:
+    try:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            return "memory" in f.read().split()
+    except OSError:
+        return False
+
+
+def _enable_memory(root: str) -> None:
+    """v2: let the root's children use the memory controller."""
+    control = os.path.join(root, "cgroup.subtree_control")
+    with open(control) as f:
+        if "memory" in f.read().split():
+            return
+    with open(control, "w") as f:
+        f.write("+memory")
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,62 @@
+"""Memory cgroups: finding the hierarchy, limiting, always removing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tmem.experiments.memcg import Hierarchy, MemoryCgroup, parse_hierarchies
+
+HYBRID = """\
+tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup2 {unified} cgroup2 rw,relatime 0 0
+"""
+
+
+def test_v1_memory_hierarchy_wins_over_a_v2_without_memory(
+        tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("hugetlb\n")
+    found = parse_hierarchies(HYBRID.format(unified=tmp_path))
+    assert found == [Hierarchy("/sys/fs/cgroup/memory", 1)]
+    assert found[0].limit_file == "memory.limit_in_bytes"
+
+
+def test_v2_hierarchy_with_memory_uses_memory_max(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    mounts = f"cgroup2 {tmp_path} cgroup2 rw,nosuid 0 0\n"
+    found = parse_hierarchies(mounts)
+    assert found == [Hierarchy(str(tmp_path), 2)]
+    assert found[0].limit_file == "memory.max"
+
+
+@pytest.mark.needs_memcg
+def test_a_cgroup_is_limited_and_removed_even_with_members_left() -> None:
+    cgroup = MemoryCgroup(64 << 20, prefix="tmem-test")
+    child = None
+    try:
+        limit_file = os.path.join(cgroup.path, cgroup.hierarchy.limit_file)
+        with open(limit_file) as f:
+            assert int(f.read()) == 64 << 20
+        child = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys, time; from tmem.experiments.memcg import join;"
+             " join(sys.argv[1]); print(flush=True); time.sleep(60)",
+             cgroup.path], stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        child.stdout.readline()
+        assert cgroup.procs() == [child.pid]
+    finally:
+        start = time.monotonic()
+        cgroup.remove()
+        if child is not None:
+            assert child.wait(5) == -9
+    assert time.monotonic() - start < 5
+    assert not os.path.exists(cgroup.path)
+    cgroup.remove()  # again: nothing to do
