@@ -186,6 +186,40 @@ def bench_state(pages: int, as_json: bool) -> None:
         b.render(result)
 
 
+@bench.command("swap")
+@click.option("--mib", default=600, show_default=True,
+              help="The workload's memory (MiB).")
+@click.option("--limit-mib", default=200, show_default=True,
+              help="Its memory cgroup's limit (MiB); the rest swaps.")
+@click.option("--size", default="1GiB", show_default=True,
+              help="Each swap area's size.")
+@click.option("--repeats", default=1, show_default=True,
+              help="Runs per backend; the fastest swap-in counts.")
+@click.option("--backend", "backends", multiple=True,
+              type=click.Choice(["tmem", "zram-lz4", "zram-lzo-rle",
+                                 "disk"]),
+              help="Backends to run (default: all), in order.")
+@click.option("--compress", default="lz4", show_default=True,
+              help="The tmem pool's codec (none, lz4, zstd).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the results as one JSON object.")
+def bench_swap(mib: int, limit_mib: int, size: str, repeats: int,
+               backends: tuple[str, ...], compress: str,
+               as_json: bool) -> None:
+    """The kernel swapping into tmem, zram (lz4, lzo-rle) and a disk file:
+    swap-out/in MiB/s and host memory per swapped page (root)."""
+    from tmem.experiments import bench_swap as b
+
+    result = b.run_bench(mib=mib, limit_mib=limit_mib,
+                         size=tmem.parse_size(size, "size"),
+                         repeats=repeats, backends=backends or b.BACKENDS,
+                         compress=compress)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        b.render(result)
+
+
 @main.command("save")
 @click.argument("client")
 @click.argument("file", type=click.Path(path_type=Path))
