@@ -7,6 +7,7 @@ in a finalizer, whether it passed or not.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,11 +36,13 @@ MUST_SWAP = (MIB << 20) - LIMIT
 def device(tmp_path: Path) -> Iterator[swapdev.SwapDevice]:
     """A 1 GiB tmem swap device from a standalone server process."""
     mountpoint = str(tmp_path / "mnt")
+    device = None
     try:
         device = swapdev.on("1GiB", 32767, mountpoint)
         yield device
     finally:
-        swapdev.off(mountpoint)
+        swapdev.off(mountpoint,
+                    server=None if device is None else device.server)
 
 
 def _wait_for_discards(mountpoint: str, timeout: float = 30.0
@@ -105,6 +108,20 @@ def test_off_removes_everything_and_can_be_repeated(
         swapdev.off(mountpoint)
 
 
+def test_off_cleans_up_after_the_server_died(tmp_path: Path) -> None:
+    mountpoint = str(tmp_path / "mnt")
+    try:
+        device = swapdev.on("64MiB", None, mountpoint)
+        os.kill(device.server_pid, signal.SIGKILL)
+        steps = swapdev.off(mountpoint)
+        assert [s.split()[0] for s in steps] == [
+            "swapoff", "losetup", "umount", "rmdir"]
+        assert loops_backed_by(device.image) == []
+        assert not is_mounted(mountpoint)
+    finally:
+        swapdev.off(mountpoint)
+
+
 def test_on_refuses_a_mountpoint_in_use(
         device: swapdev.SwapDevice) -> None:
     with pytest.raises(SwapError, match="already mounted"):
@@ -114,6 +131,12 @@ def test_on_refuses_a_mountpoint_in_use(
 def test_on_refuses_sizes_that_are_not_whole_pages(tmp_path: Path) -> None:
     with pytest.raises(SwapError, match="whole 4096-byte pages"):
         swapdev.on(5 << 20 | 100, None, str(tmp_path / "mnt"))
+
+
+def test_on_reports_a_mount_point_it_cannot_make(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SwapError, match="cannot make mount point"):
+        swapdev.on("64MiB", None, str(tmp_path / "file" / "mnt"))
 
 
 def test_status_without_a_device_is_an_error(tmp_path: Path) -> None:

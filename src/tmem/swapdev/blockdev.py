@@ -92,6 +92,10 @@ def detach(image: str, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
 
 def check_swapoff_fits(area: SwapArea, available: int) -> None:
     """Raise SwapError unless the area's used bytes fit in `available`."""
+    # XXX(#6): swapoff can still fail with ENOMEM, and the OOM killer then
+    # acts in that cgroup, when the pages belong to a live workload whose
+    # memory cgroup is too small to take them back: only MemAvailable is
+    # checked here, not each owner's cgroup limit.
     if area.used > available:
         raise SwapError(
             f"swapoff {area.name} refused: {format_size(area.used)} in "

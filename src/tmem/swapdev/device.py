@@ -141,11 +141,19 @@ def on(size: int | str, priority: int | None = None,
     if is_mounted(mountpoint):
         raise SwapError(f"{mountpoint!r} is already mounted: run off() "
                         "first")
-    os.makedirs(mountpoint, exist_ok=True)
+    try:
+        os.makedirs(mountpoint, exist_ok=True)
+    except OSError as error:
+        raise SwapError(f"cannot make mount point {mountpoint!r}: "
+                        f"{error.strerror}") from None
 
-    # serve, then attach; undo everything if attaching fails
-    server, pid = _start_server(pool, nbytes, mountpoint, capacity,
-                                compress, timeout)
+    # serve, then attach; undo everything if a step fails
+    try:
+        server, pid = _start_server(pool, nbytes, mountpoint, capacity,
+                                    compress, timeout)
+    except SwapError:
+        _remove_dir(mountpoint)
+        raise
     image = os.path.join(mountpoint, IMAGE_NAME)
     try:
         loop = blockdev.attach(image, priority, timeout)
