@@ -89,6 +89,13 @@ def test_status_reports_the_device(device: swapdev.SwapDevice) -> None:
     assert len(status.describe()) == 3
 
 
+def test_stopping_is_refused_while_swap_is_on(
+        device: swapdev.SwapDevice) -> None:
+    reason = swapdev.stop_refusal(device.mountpoint)
+    assert reason is not None
+    assert device.loop in reason and "pages are lost" in reason
+
+
 def test_off_removes_everything_and_can_be_repeated(
         tmp_path: Path) -> None:
     mountpoint = str(tmp_path / "mnt")
@@ -104,6 +111,7 @@ def test_off_removes_everything_and_can_be_repeated(
         assert not os.path.exists(f"/proc/{device.server_pid}/status") \
             or _zombie(device.server_pid)
         assert swapdev.off(mountpoint) == []
+        assert swapdev.stop_refusal(mountpoint) is None
     finally:
         swapdev.off(mountpoint)
 

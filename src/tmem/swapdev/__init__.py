@@ -21,6 +21,7 @@ The daemon serves the image from its own process:
     device = swapdev.on("4GiB", priority=100, mountpoint=...,
                         pool=client.new_pool(persistent=True))
     swapdev.status(device.mountpoint)
+    swapdev.stop_refusal(device.mountpoint)   # an exit guard: str | None
     swapdev.off(device.mountpoint, server=device.server)
 
 If the serving process dies while holding swap, the kernel cannot recover
@@ -38,6 +39,7 @@ from tmem.swapdev.device import (
     off,
     on,
     status,
+    stop_refusal,
 )
 from tmem.swapdev.fusefs import SwapServer, lock_memory
 from tmem.swapdev.image import ImageStats, SwapImage
@@ -46,5 +48,5 @@ from tmem.swapdev.system import SwapError, missing_support
 __all__ = [
     "DEFAULT_MOUNTPOINT", "ImageStats", "SwapDevice", "SwapError",
     "SwapImage", "SwapServer", "SwapStatus", "lock_memory",
-    "missing_support", "off", "on", "status",
+    "missing_support", "off", "on", "status", "stop_refusal",
 ]

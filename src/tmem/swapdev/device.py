@@ -218,6 +218,22 @@ def status(mountpoint: str = DEFAULT_MOUNTPOINT) -> SwapStatus:
         None if area is None else area.priority, pid, ImageStats(**fields))
 
 
+def stop_refusal(mountpoint: str = DEFAULT_MOUNTPOINT) -> str | None:
+    """Why the server at `mountpoint` must not stop now, or None.
+
+    A loop device holding the image means the kernel may have pages
+    there; stopping would lose them.  For the daemon's exit guards.
+    """
+    image = os.path.join(os.path.abspath(mountpoint), IMAGE_NAME)
+    loops = loops_backed_by(image)
+    if not loops:
+        return None
+    area = swap_area(loops[0])
+    used = "" if area is None else f", {format_size(area.used)} in use"
+    return (f"tmem swap is on at {loops[0]}{used}: run swap off before "
+            "stopping, or those pages are lost")
+
+
 # -- helpers --------------------------------------------------------------------
 
 
