@@ -51,7 +51,7 @@ PRIORITY = 32767
 Step = Callable[[str], None]
 
 
-# -- backends --------------------------------------------------------------
+# -- backends ----------------------------------------------------------------
 
 
 class Backend(Protocol):
@@ -192,7 +192,7 @@ def make_backend(name: str, size: int, compress: str) -> Backend:
                     f"{', '.join(BACKENDS)}")
 
 
-# -- running ------------------------------------------------------------------
+# -- running -----------------------------------------------------------------
 
 
 @dataclass
@@ -308,7 +308,7 @@ def _progress(show: bool) -> Iterator[Step]:
         yield lambda text: status.update(f"bench swap: {text}")
 
 
-# -- results ------------------------------------------------------------------
+# -- results -----------------------------------------------------------------
 
 
 def _worst_sample(samples: dict[str, dict[str, Any]]) -> dict[str, Any]:

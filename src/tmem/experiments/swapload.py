@@ -45,7 +45,7 @@ _TEXT_PAGES = 1024
 READ_PASSES = 2
 
 
-# -- the workload process ---------------------------------------------------
+# -- the workload process ----------------------------------------------------
 
 
 class PageMaker:
@@ -112,7 +112,7 @@ def workload_main(argv: list[str] | None = None) -> int:
     return 0 if bad_total == 0 else 1
 
 
-# -- driving it -----------------------------------------------------------------
+# -- driving it --------------------------------------------------------------
 
 
 @dataclass(frozen=True)

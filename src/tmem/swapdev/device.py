@@ -234,7 +234,7 @@ def stop_refusal(mountpoint: str = DEFAULT_MOUNTPOINT) -> str | None:
             "stopping, or those pages are lost")
 
 
-# -- helpers --------------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------
 
 
 def _check_size(size: int | str) -> int:

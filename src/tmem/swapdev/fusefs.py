@@ -11,9 +11,9 @@ Rules:
   there: the pool would see the writes but never a read.
 - libfuse3 is loaded through mfusepy (FUSE_LIBRARY_PATH), because only
   mfusepy passes on fallocate, which is how discards arrive.
-- One thread serves every request.  The loop device sends one request at
-  a time per cgroup and handlers hold the GIL, so worker threads only add
-  hand-offs: with 8 of them swap-in ran about 30% slower (measured).
+- One thread serves every request.  Handlers hold the GIL, so libfuse's
+  worker threads cannot run them in parallel and only add hand-offs:
+  with them, swap-in ran 15-30% slower in our runs.
 - The pool's errors become EIO: the kernel must see a failed I/O, never a
   silently wrong page.
 - It logs events (mounted, unmounted, the pool starts or stops refusing

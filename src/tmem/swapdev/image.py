@@ -167,8 +167,8 @@ class SwapImage:
                 flushed).
         """
         first = self._check_range("write", offset, len(data))
-        view = memoryview(data)
-        items = [(*handle_of(first + n), bytes(view[at:at + PAGE_SIZE]))
+        items = [(*divmod(first + n, OBJECT_PAGES),
+                  bytes(data[at:at + PAGE_SIZE]))  # one copy for bytes
                  for n, at in enumerate(range(0, len(data), PAGE_SIZE))]
         stored = self.pool.put_many(items)
         if all(stored):

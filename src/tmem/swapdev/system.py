@@ -58,7 +58,7 @@ def run(argv: list[str], timeout: float = DEFAULT_TIMEOUT) -> str:
     return done.stdout
 
 
-# -- support ---------------------------------------------------------------
+# -- support -----------------------------------------------------------------
 
 
 def libfuse3_path() -> str | None:
@@ -85,7 +85,7 @@ def missing_support() -> list[str]:
     return missing
 
 
-# -- /proc/swaps ---------------------------------------------------------------
+# -- /proc/swaps -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def swap_area(name: str) -> SwapArea | None:
     return next((a for a in swap_areas() if a.name == name), None)
 
 
-# -- /proc/meminfo ---------------------------------------------------------------
+# -- /proc/meminfo -----------------------------------------------------------
 
 
 def parse_meminfo(text: str) -> dict[str, int]:
@@ -148,7 +148,7 @@ def mem_available() -> int:
         return parse_meminfo(f.read())["MemAvailable"]
 
 
-# -- mounts and loop devices --------------------------------------------------------
+# -- mounts and loop devices -------------------------------------------------
 
 
 def parse_mount_points(mountinfo: str) -> list[str]:
