@@ -57,6 +57,8 @@ def test_a_cgroup_is_limited_and_removed_even_with_members_left() -> None:
         cgroup.remove()
         if child is not None:
             assert child.wait(5) == -9
+            assert child.stdout is not None
+            child.stdout.close()
     assert time.monotonic() - start < 5
     assert not os.path.exists(cgroup.path)
     cgroup.remove()  # again: nothing to do

@@ -98,7 +98,10 @@ def test_stopping_is_refused_while_swap_is_on(
 
 def test_off_removes_everything_and_can_be_repeated(
         tmp_path: Path) -> None:
+    # off() by mount point alone, as from another process: it waits for
+    # the server to exit by its pid
     mountpoint = str(tmp_path / "mnt")
+    device = None
     try:
         device = swapdev.on("64MiB", None, mountpoint)
         assert any(a.name == device.loop for a in swap_areas())
@@ -108,16 +111,16 @@ def test_off_removes_everything_and_can_be_repeated(
         assert not any(a.name == device.loop for a in swap_areas())
         assert loops_backed_by(device.image) == []
         assert not is_mounted(mountpoint)
-        assert not os.path.exists(f"/proc/{device.server_pid}/status") \
-            or _zombie(device.server_pid)
+        assert _exited(device.server_pid)
         assert swapdev.off(mountpoint) == []
         assert swapdev.stop_refusal(mountpoint) is None
     finally:
-        swapdev.off(mountpoint)
+        _off(mountpoint, device)
 
 
 def test_off_cleans_up_after_the_server_died(tmp_path: Path) -> None:
     mountpoint = str(tmp_path / "mnt")
+    device = None
     try:
         device = swapdev.on("64MiB", None, mountpoint)
         os.kill(device.server_pid, signal.SIGKILL)
@@ -127,7 +130,7 @@ def test_off_cleans_up_after_the_server_died(tmp_path: Path) -> None:
         assert loops_backed_by(device.image) == []
         assert not is_mounted(mountpoint)
     finally:
-        swapdev.off(mountpoint)
+        _off(mountpoint, device)
 
 
 def test_on_refuses_a_mountpoint_in_use(
@@ -173,7 +176,13 @@ def test_a_pool_in_this_process_serves_swap_as_the_daemon_will(
     host.check()
 
 
-def _zombie(pid: int) -> bool:
+def _off(mountpoint: str, device: swapdev.SwapDevice | None) -> None:
+    """Tear down, and reap the server process we started."""
+    swapdev.off(mountpoint, server=None if device is None else device.server)
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent (this test) has yet to reap."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"

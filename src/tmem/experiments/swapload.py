@@ -172,18 +172,18 @@ def run_workload(mib: int, limit: int, sample: Sampler | None = None,
             killed and the cgroup removed either way).
     """
     with MemoryCgroup(limit) as cgroup, \
-            tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tmem.experiments.swapload",
-             "--mib", str(mib), "--cgroup", cgroup.path],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-            bufsize=0)  # unbuffered: select() must see every line
+            tempfile.TemporaryFile() as stderr, \
+            subprocess.Popen(
+                [sys.executable, "-m", "tmem.experiments.swapload",
+                 "--mib", str(mib), "--cgroup", cgroup.path],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=stderr,
+                bufsize=0) as process:  # unbuffered: select() sees lines
         try:
             return _drive(process, mib, limit, sample, timeout, stderr)
         finally:
             if process.poll() is None:
                 process.kill()
-            process.wait()
 
 
 def _drive(process: subprocess.Popen[bytes], mib: int, limit: int,
