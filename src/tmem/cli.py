@@ -255,6 +255,47 @@ def restore(file: Path, as_name: str | None,
                        f"token {c['token']}")
 
 
+@main.group()
+def swap() -> None:
+    """The kernel swapping into a tmem persistent pool (root)."""
+
+
+@swap.command("on")
+@click.option("--size", required=True, help="Swap size, e.g. 4GiB.")
+@click.option("--priority", type=int,
+              help="swapon priority (higher is used first).")
+@click.option("--mountpoint", help="Where the image is served "
+              "[default: /run/tmem/swap].")
+@monitor_commands.connect_options
+def swap_on(size: str, priority: int | None, mountpoint: str | None,
+            address: str | None) -> None:
+    """Serve swap from the daemon: FUSE image, loop device, swapon."""
+    with _remote(address) as control:
+        result = control.swap_on(size, priority, mountpoint)
+    click.echo(str(result["device"]))
+
+
+@swap.command("off")
+@monitor_commands.connect_options
+def swap_off(address: str | None) -> None:
+    """swapoff, detach the loop device, unmount (refuses if swapoff
+    cannot fit in memory)."""
+    with _remote(address) as control:
+        result = control.swap_off()
+    for step in list(result["steps"]):
+        click.echo(step)
+
+
+@swap.command("status")
+@monitor_commands.connect_options
+def swap_status(address: str | None) -> None:
+    """Pages stored, compression, reads, writes, discards."""
+    with _remote(address) as control:
+        result = control.swap_status()
+    for line in list(result["device"]):
+        click.echo(line)
+
+
 @main.command("migrate")
 @click.argument("client")
 @click.option("--to", "to", required=True,

@@ -195,7 +195,8 @@ def close() -> Call[None]:
 # -- control operations --------------------------------------------------
 
 _NOT_IDEMPOTENT = {Op.FLUSH_MEMORY, Op.SAVE, Op.RESTORE, Op.MIGRATE,
-                   Op.RESTORE_BEGIN, Op.RESTORE_COMMIT}
+                   Op.RESTORE_BEGIN, Op.RESTORE_COMMIT, Op.SWAP_ON,
+                   Op.SWAP_OFF}
 
 
 def control(op: Op, **args: Any) -> Call[Any]:

@@ -469,6 +469,21 @@ class RemoteControl:
             token=_token(token).decode()))
         return dict(result)
 
+    def swap_on(self, size: int | str, priority: int | None = None,
+                mountpoint: str | None = None) -> dict[str, object]:
+        """Have the daemon serve kernel swap from a persistent pool (the
+        daemon must run as root)."""
+        return dict(self._wire.call_waiting(calls.control(
+            Op.SWAP_ON, size=size, priority=priority,
+            mountpoint=mountpoint)))
+
+    def swap_off(self) -> dict[str, object]:
+        """swapoff, detach the loop device, unmount; in that order."""
+        return dict(self._wire.call_waiting(calls.control(Op.SWAP_OFF)))
+
+    def swap_status(self) -> dict[str, object]:
+        return dict(self._wire.call(calls.control(Op.SWAP_STATUS)))
+
     def close(self) -> None:
         self._wire.close()
 

@@ -106,6 +106,9 @@ class Op(enum.IntEnum):
     RESTORE_COMMIT = 47
     RESTORE_ABORT = 48
     SET_CAPACITY = 49
+    SWAP_ON = 50
+    SWAP_OFF = 51
+    SWAP_STATUS = 52
 
 
 CONTROL_OPS = frozenset(op for op in Op if op >= 32)

@@ -27,9 +27,9 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from tmem.engine.errors import (
     InvalidArgument,
@@ -49,6 +49,7 @@ from tmem.server import metrics, migration, persistence
 from tmem.server.auth import AuthPolicy, Peer, peer_of
 from tmem.server.config import Config, parse_host_port
 from tmem.server.sessions import Dispatcher, Session, SessionTable
+from tmem.server.swap import SwapControl
 
 log = logging.getLogger("tmem.daemon")
 
@@ -70,8 +71,11 @@ class Daemon:
             self.host, AuthPolicy(os.getuid(), tenant, admin),
             config.grace, clock)
         self.dispatcher = Dispatcher(self.table)
+        self.swap = SwapControl(self.host)
+        self.dispatcher.swap = self.swap
         self.links: set[_Link] = set()
-        self.exit_guards: list[Callable[[], str | None]] = []
+        self.exit_guards: list[Callable[[], str | None]] = [
+            self.swap.exit_refusal]
         """Each returns a reason not to stop now, or None."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +123,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
+        # a swap device's FUSE thread must not end on a stray hangup
+        loop.add_signal_handler(signal.SIGHUP, log.info,
+                                "SIGHUP ignored")
         await self.wait_stopped()
 
     async def wait_stopped(self) -> None:
@@ -181,8 +188,9 @@ class Daemon:
         if session is None:  # only a refused HELLO gets here
             return [frames.error_reply(request.opcode, request.request_id,
                                        ProtocolError("no session"))]
-        if isinstance(request, Control) and request.opcode == Op.MIGRATE:
-            return self._migrate(link, session, request)
+        if isinstance(request, Control) and request.opcode in (
+                Op.MIGRATE, Op.SWAP_ON, Op.SWAP_OFF):
+            return self._run_task(link, session, request)
         reply = self.dispatcher.handle(session, request)
         if isinstance(request, Simple) and request.opcode == Op.CLOSE:
             self.table.close(session, "closed by the client")
@@ -190,33 +198,50 @@ class Daemon:
             link.connection.finish()
         return reply
 
-    def _migrate(self, link: _Link, admin: Session,
-                 request: Control) -> list[bytes]:
-        """Start a migration; its reply is written when it ends."""
+    def _run_task(self, link: _Link, admin: Session,
+                  request: Control) -> list[bytes]:
+        """Start a long control operation; its reply is written when it
+        ends, and other clients are served meanwhile."""
         try:
             if not admin.admin:
-                raise PermissionDenied(f"MIGRATE is an admin operation and "
-                                       f"{admin.describe()} is not an admin")
-            to = request.args.get("to")
-            token = request.args.get("token") or ""
-            if not isinstance(to, str) or not isinstance(token, str):
-                raise InvalidArgument(f"MIGRATE needs 'to' and 'token' "
-                                      f"strings, not {request.args!r}")
-            ref = request.args.get("client")
-            if not isinstance(ref, (int, str)) or isinstance(ref, bool):
-                raise InvalidArgument(f"MIGRATE 'client' = {ref!r} must be "
-                                      "a client id or name")
-            target = self.table.session_of(self.host.find_client(ref))
-            if target is None:
-                raise NoSuchClient(f"client {ref!r} has no session")
+                raise PermissionDenied(
+                    f"{request.opcode.name} is an admin operation and "
+                    f"{admin.describe()} is not an admin")
+            work = self._task_for(request)
         except TmemError as error:
-            return [frames.error_reply(Op.MIGRATE, request.request_id,
+            return [frames.error_reply(request.opcode, request.request_id,
                                        error)]
-        task = asyncio.get_running_loop().create_task(migration.migrate(
-            self, target, to, token.encode()))
-        task.add_done_callback(lambda t: link.answer(Op.MIGRATE,
-                                                     request.request_id, t))
+        task = asyncio.get_running_loop().create_task(work)
+        task.add_done_callback(lambda t: link.answer(
+            request.opcode, request.request_id, t))
         return []
+
+    def _task_for(self, request: Control) -> Coroutine[Any, Any,
+                                                      dict[str, Any]]:
+        args = request.args
+        if request.opcode == Op.SWAP_ON:
+            size, priority = args.get("size"), args.get("priority")
+            mountpoint = args.get("mountpoint")
+            if not isinstance(size, (int, str)) or isinstance(size, bool) \
+                    or not isinstance(priority, (int, type(None))) or \
+                    not isinstance(mountpoint, (str, type(None))):
+                raise InvalidArgument(f"SWAP_ON arguments {args!r} must be "
+                                      "size, priority and mountpoint")
+            return self.swap.turn_on(size, priority, mountpoint)
+        if request.opcode == Op.SWAP_OFF:
+            return self.swap.turn_off()
+        to, token, ref = args.get("to"), args.get("token") or "", \
+            args.get("client")
+        if not isinstance(to, str) or not isinstance(token, str):
+            raise InvalidArgument(f"MIGRATE needs 'to' and 'token' "
+                                  f"strings, not {args!r}")
+        if not isinstance(ref, (int, str)) or isinstance(ref, bool):
+            raise InvalidArgument(f"MIGRATE 'client' = {ref!r} must be "
+                                  "a client id or name")
+        target = self.table.session_of(self.host.find_client(ref))
+        if target is None:
+            raise NoSuchClient(f"client {ref!r} has no session")
+        return migration.migrate(self, target, to, token.encode())
 
     def _hello(self, link: _Link, hello: Hello) -> list[bytes]:
         try:

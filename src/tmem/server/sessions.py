@@ -244,6 +244,8 @@ class Dispatcher:
         self.table = table
         self.host = table.host
         self.restores = Restores(table)
+        self.swap: Any = None
+        """The daemon's SwapControl (SWAP_STATUS), when it has one."""
 
     def handle(self, session: Session, request: Request) -> list[bytes]:
         try:
@@ -375,6 +377,10 @@ class Dispatcher:
             return {"bytes": host.freeable()}
         if op == Op.FLUSH_MEMORY:
             return {"freed": host.flush(_arg(args, "bytes", (int, str)))}
+        if op == Op.SWAP_STATUS:
+            if self.swap is None:
+                raise InvalidArgument("this server has no swap device")
+            return self.swap.report()
         if op == Op.SET_CAPACITY:
             return {"evicted": host.set_capacity(
                 _arg(args, "capacity", (int, str)))}

@@ -41,7 +41,7 @@ from tmem.swapdev.device import (
     status,
     stop_refusal,
 )
-from tmem.swapdev.fusefs import SwapServer, lock_memory
+from tmem.swapdev.fusefs import SwapServer, lock_memory, unlock_memory
 from tmem.swapdev.image import ImageStats, SwapImage
 from tmem.swapdev.system import SwapError, missing_support
 
@@ -49,4 +49,5 @@ __all__ = [
     "DEFAULT_MOUNTPOINT", "ImageStats", "SwapDevice", "SwapError",
     "SwapImage", "SwapServer", "SwapStatus", "lock_memory",
     "missing_support", "off", "on", "status", "stop_refusal",
+    "unlock_memory",
 ]

@@ -101,6 +101,11 @@ def lock_memory() -> bool:
     return False
 
 
+def unlock_memory() -> None:
+    """Undo `lock_memory` (the swap device is gone)."""
+    ctypes.CDLL(None, use_errno=True).munlockall()
+
+
 def trim_heap() -> bool:
     """Hand free heap memory back to the kernel (glibc malloc_trim);
     return False where the C library has no such call."""
