@@ -54,8 +54,14 @@ class ZstdCodec:
     def __init__(self, level: int = 1) -> None:
         self.name = "zstd" if level == 1 else f"zstd:{level}"
         self.marker = 0x28
-        self.compress: Callable[[bytes], bytes] = zstandard.ZstdCompressor(
-            level=level).compress
+        compress = zstandard.ZstdCompressor(level=level).compress
+
+        def right_sized(page: bytes) -> bytes:
+            # zstandard shrinks its output buffer in place, which leaves
+            # the allocation page-sized: copy to keep only the payload
+            return bytes(memoryview(compress(page)))
+
+        self.compress: Callable[[bytes], bytes] = right_sized
         self.decompress: Callable[[bytes], bytes] = \
             zstandard.ZstdDecompressor().decompress
 

@@ -60,7 +60,7 @@ def run(pages: int = 100_000, repeats: int = 3,
         step("dedup")
         dedup_saved = _dedup_saving(data)
         memory = []
-        for codec in ("none", "lz4"):
+        for codec in ("none", "lz4", "zstd"):
             for kind in ("persistent", "ephemeral"):
                 step(f"memory, compress={codec}, {kind}")
                 memory.append(_memory_probe(codec, kind, len(data)))
