@@ -6,7 +6,7 @@ What it measures, on pages of this machine's own files (corpus.py):
 - the bare codec cost (compress and decompress the same pages in the same
   loop shape, no engine) so the engine's own overhead shows as a ratio;
 - host bytes per stored page (RSS growth in a fresh process over all the
-  pages) against the payload the engine keeps, raw and lz4, persistent and
+  pages) against the payload the engine keeps, raw, lz4 and zstd, persistent and
   ephemeral;
 - what compression, same-filled detection and dedup save on these pages.
 
