@@ -154,9 +154,12 @@ async def migrate(daemon: Daemon, session: Session, address: str,
     from tmem.client.aio import AsyncWire
 
     client = session.client
-    if client is None or not session.attached or session.migrating:
-        raise Busy(f"{session.describe()} cannot be migrated now: it must "
-                   "be a connected tenant not already migrating")
+    why = ("it is a control session" if client is None else
+           "it is not connected (waiting to be resumed)"
+           if not session.attached else
+           "it is already being migrated" if session.migrating else None)
+    if client is None or why is not None:
+        raise Busy(f"{session.describe()} cannot be migrated now: {why}")
     wire = AsyncWire(parse_address(address), f"migrate-{session.name}",
                      token, control=True, resume_window=0.0)
     started = time.monotonic()
