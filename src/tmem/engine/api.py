@@ -34,9 +34,12 @@ class PoolAPI(Protocol):
     @property
     def uuid(self) -> uuidlib.UUID | None: ...
 
-    def put(self, oid: OidLike, index: int, page: bytes) -> bool: ...
+    def put(self, oid: OidLike, index: int, page: bytes) -> bool:
+        """Store a copy of the page; False if refused.  A refused put to
+        a handle that held a page leaves it empty (never stale)."""
 
-    def get(self, oid: OidLike, index: int) -> bytes | None: ...
+    def get(self, oid: OidLike, index: int) -> bytes | None:
+        """The page, or None; a private ephemeral pool's page leaves."""
 
     def flush_page(self, oid: OidLike, index: int) -> bool: ...
 
