@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import click
 
 import tmem
+from tmem.engine.handles import format_size
 from tmem.monitor import commands as monitor_commands
 
 
@@ -79,6 +81,9 @@ def _experiment(plan: Any, output: Path | None, as_json: bool,
                 address: str | None) -> None:
     from tmem.experiments import demo, report
 
+    # SIGTERM unwinds like Ctrl-C: guests and the daemon are stopped and
+    # nothing is left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = output or demo.default_output(plan)
     summary = demo.run(plan, folder, address=address)
     if as_json:
@@ -225,17 +230,20 @@ def bench_swap(mib: int, limit_mib: int, size: str, repeats: int,
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--ephemeral", is_flag=True,
               help="Also carry ephemeral pages.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @monitor_commands.connect_options
-def save(client: str, file: Path, ephemeral: bool,
+def save(client: str, file: Path, ephemeral: bool, force: bool,
          address: str | None) -> None:
     """Write CLIENT's state (settings, pools, persistent pages) to FILE.
 
     FILE is written by the daemon, on its host.
     """
     with _remote(address) as control:
-        result = control.save(monitor_commands.client_ref(client), file, ephemeral)
+        result = control.save(monitor_commands.client_ref(client), file,
+                              ephemeral, force)
     click.echo(f"saved {result['pages']:,} pages "
-               f"({result['bytes'] / 2**20:,.1f} MiB of payload) to {file}")
+               f"({format_size(result['bytes'])} of payload) to "
+               f"{file.resolve()}")
 
 
 @main.command("restore")

@@ -189,3 +189,8 @@ def test_fuzzed_streams_only_raise_stream_errors(data: bytes,
         reader.finish()
     except StreamError:
         pass
+
+
+def test_bytes_after_the_end_record_are_refused() -> None:
+    refused(_stream() + b"junk", "after its END record")
+    refused(_stream() * 2, "after its END record")

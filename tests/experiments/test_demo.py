@@ -64,7 +64,7 @@ def test_bundled_demo_scenario_loads_and_pools_memory() -> None:
 
 @pytest.mark.parametrize("key, value, words", [
     ("colour", '"red"', "key 'colour' is unknown"),
-    ("total_frames", '"lots"', "total_frames = 'lots' must be a int"),
+    ("total_frames", '"lots"', "total_frames = 'lots' must be an integer"),
     ("total_frames", "100", "RAM of 50 frames is below the minimum 64"),
     ("guest_share", "1.5", "guest_share 1.5 must be between 0 and 1"),
     ("compress", '"brotli"', "'brotli' is unknown"),
@@ -110,9 +110,10 @@ def test_a_guest_failing_mid_run_ends_it_with_one_line(
     broken = tmp_path / "msrc_broken.csv"
     lines = (tmem.data.trace_path("msrc_msr-cambridge1-sample.csv")
              .read_text().splitlines())
-    broken.write_text("\n".join([*lines[:50], "1,hm,0,Write,oops,2,3"]))
+    broken.write_text("\n".join([*lines[:700], "1,hm,0,Write,oops,2,3"]))
     text = SMALL.replace('trace = "lirs_sprite.trace.gz"\nstart = 30000',
-                         f'trace = "{broken}"')
+                         f'trace = "{broken}"').replace(
+        "busy = 3000", "busy = 400")  # line 701 is in the second window
     s = scenario.load(write(tmp_path, text))
     with pytest.raises(runner.RunFailed, match=r"guest .a. failed:.*oops"):
         runner.run(s, False)
@@ -156,3 +157,10 @@ def test_experiment_command_reports_a_missing_daemon(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "is `tmem serve` running?" in result.output
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_a_schedule_longer_than_its_trace_is_refused(tmp_path: Path) -> None:
+    text = SMALL.replace("start = 30000", "start = 999999999")
+    with pytest.raises(tmem.InvalidArgument, match="too short for this "
+                       "schedule"):
+        scenario.load(write(tmp_path, text))

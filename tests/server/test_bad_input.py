@@ -157,7 +157,7 @@ def test_connections_beyond_the_limit_are_refused(sockdir: Path) -> None:
     with daemon_in_thread(sockdir / "m.sock", max_connections=2) as d:
         a = tmem.connect(f"unix:{d.config.socket}", name="a")
         b = tmem.connect(f"unix:{d.config.socket}", name="b")
-        with pytest.raises(tmem.ConnectionLost):
+        with pytest.raises(tmem.LimitExceeded, match="max_connections"):
             tmem.connect(f"unix:{d.config.socket}", name="c")
         a.close()
         b.close()

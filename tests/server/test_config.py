@@ -31,7 +31,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, words", [
     ("colour = 1\n", "config key 'colour' is unknown"),
-    ('capacity = "lots"\n', "config key 'capacity' has a bad value"),
+    ('capacity = "lots"\n', "capacity 'lots' is not a size"),
     ('compress = "brotli"\n', "'brotli' is unknown"),
     ('tcp = "0.0.0.0:7777"\n', "needs token_file"),
     ('tcp = "nowhere"\n', "must be HOST:PORT"),

@@ -69,3 +69,44 @@ def test_save_then_restore_as_another_name(sockdir: Path,
                 bad.write_bytes(saved.read_bytes()[:-10])
                 control.restore(bad)
         assert daemon.host.stats().clients == 0
+
+
+def test_a_loaded_state_file_is_removed_so_a_crash_resurrects_nothing(
+        sockdir: Path, pages: list[bytes]) -> None:
+    sock, state_file = sockdir / "c.sock", sockdir / "tmem.state"
+    with daemon_in_thread(sock, state=state_file):
+        client = tmem.connect(f"unix:{sock}", name="db")
+        client.new_pool(persistent=True).put(5, 0, pages[0])
+    assert state_file.exists()
+    with daemon_in_thread(sock, state=state_file):
+        assert not state_file.exists()  # the pages are in memory again
+        assert client.pool(0).get(5, 0) == pages[0]
+        client.pool(0).flush_page(5, 0)
+        client.close()
+
+
+def test_a_state_path_that_cannot_be_written_stops_the_start(
+        sockdir: Path) -> None:
+    with pytest.raises(tmem.InvalidArgument, match="folder does not exist"), \
+            daemon_in_thread(sockdir / "d.sock",
+                             state=sockdir / "nowhere" / "s.tmem"):
+        pass
+    with pytest.raises(tmem.InvalidArgument, match="is a directory"), \
+            daemon_in_thread(sockdir / "e.sock", state=sockdir):
+        pass
+    assert not (sockdir / "d.sock").exists()
+
+
+def test_saved_files_are_private_and_not_overwritten(
+        sockdir: Path, pages: list[bytes]) -> None:
+    sock, saved = sockdir / "p.sock", sockdir / "db.tmem"
+    saved.write_text("important")
+    with daemon_in_thread(sock), \
+            tmem.connect(f"unix:{sock}", name="db") as client, \
+            tmem.connect_control(f"unix:{sock}") as control:
+        client.new_pool(persistent=True).put(1, 1, pages[0])
+        with pytest.raises(tmem.InvalidArgument, match="--force"):
+            control.save("db", saved)
+        assert saved.read_text() == "important"
+        control.save("db", saved, force=True)
+        assert saved.stat().st_mode & 0o777 == 0o600

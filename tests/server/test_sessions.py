@@ -109,3 +109,33 @@ def test_connecting_to_no_daemon_says_what_to_do(sockdir: Path) -> None:
     with pytest.raises(tmem.ConnectionLost, match="is `tmem serve` "
                        "running"):
         tmem.connect(f"unix:{sockdir}/none.sock")
+
+
+def test_a_path_that_is_not_a_socket_is_never_replaced(
+        sockdir: Path) -> None:
+    precious = sockdir / "passwd"
+    precious.write_text("root:x:0:0\n")
+    with pytest.raises(tmem.InvalidArgument, match="is not a socket"), \
+            daemon_in_thread(precious):
+        pass
+    assert precious.read_text() == "root:x:0:0\n"
+
+
+def test_a_connection_that_never_says_hello_is_closed(
+        sockdir: Path) -> None:
+    with daemon_in_thread(sockdir / "h.sock", hello_timeout=0.3) as d:
+        idle = socket.socket(socket.AF_UNIX)
+        idle.settimeout(5)
+        idle.connect(str(d.config.socket))
+        assert idle.recv(1) == b""  # closed by the daemon, not by us
+        idle.close()
+
+
+def test_a_full_daemon_says_why_it_refuses(sockdir: Path) -> None:
+    with daemon_in_thread(sockdir / "f.sock", max_connections=1,
+                          hello_timeout=5.0) as d:
+        address = f"unix:{d.config.socket}"
+        first = tmem.connect(address, name="first")
+        with pytest.raises(tmem.LimitExceeded, match="max_connections"):
+            tmem.connect(address, name="second")
+        first.close()

@@ -20,6 +20,7 @@ from tmem.engine.errors import InvalidArgument, ProtocolError
 from tmem.engine.handles import (
     OidLike,
     UuidLike,
+    check_batch,
     check_index,
     check_oid,
     check_page,
@@ -122,7 +123,8 @@ def flush_object(pool_id: int, oid: OidLike) -> Call[int]:
 def put_many(pool_id: int, items: Iterable[tuple[OidLike, int, bytes]],
              limit: int) -> list[Call[list[bool]]]:
     checked = [(frames.pack_handle(check_oid(o), check_index(i)),
-                check_page(p)) for o, i, p in items]
+                check_page(p))
+               for o, i, p in check_batch(items, 3, "(oid, index, page)")]
     calls = []
     for start in range(0, len(checked), limit):
         chunk = checked[start:start + limit]
@@ -137,7 +139,7 @@ def _handles_calls(op: Op, pool_id: int,
                    reader: Callable[[int], Callable[[bytes], Any]]
                    ) -> list[Call[Any]]:
     packed = [frames.pack_handle(check_oid(o), check_index(i))
-              for o, i in handles]
+              for o, i in check_batch(handles, 2, "(oid, index)")]
     calls = []
     for start in range(0, len(packed), limit):
         chunk = packed[start:start + limit]

@@ -436,14 +436,16 @@ class RemoteControl:
         return int(result["freed"])
 
     def save(self, ref: ClientRef, path: str | os.PathLike[str],
-             ephemeral: bool = False) -> dict[str, int]:
-        """Have the daemon write a client's state to `path` (on its host).
+             ephemeral: bool = False, force: bool = False
+             ) -> dict[str, int]:
+        """Have the daemon write a client's state to `path` (on its host;
+        mode 0600; an existing file only with `force`).
 
         Returns the pages and payload bytes written.
         """
         result = self._wire.call(calls.control(
             Op.SAVE, client=ref, path=os.path.abspath(path),
-            ephemeral=ephemeral))
+            ephemeral=ephemeral, force=force))
         return {"pages": int(result["pages"]), "bytes": int(result["bytes"])}
 
     def restore(self, path: str | os.PathLike[str],

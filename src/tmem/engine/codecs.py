@@ -74,6 +74,10 @@ CODEC_NAMES = ("none", "lz4", "zstd")
 
 def codec_named(name: str) -> Codec | None:
     """Return the codec for "lz4", "zstd", "zstd:LEVEL", or None for "none"."""
+    if not isinstance(name, str):
+        raise InvalidArgument(
+            f"compression {name!r} must be a name: none, lz4, zstd or "
+            "zstd:LEVEL")
     if name == "none":
         return None
     if name == "lz4":

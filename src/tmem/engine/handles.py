@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
-from typing import TypeAlias
+from collections.abc import Iterable
+from typing import Any, TypeAlias
 
 from tmem.engine.errors import InvalidArgument
 
@@ -104,6 +105,22 @@ def check_page(page: object) -> bytes:
             f"page must be bytes-like, not {type(page).__name__}")
     raise InvalidArgument(
         f"page length {len(page)} is wrong: a page is {PAGE_SIZE} bytes")
+
+
+def check_batch(items: Iterable[Any], size: int, shape: str) -> list[Any]:
+    """The items of a batch, each checked to be a `size`-tuple."""
+    try:
+        batch = list(items)
+    except TypeError:
+        raise InvalidArgument(
+            f"a batch must be a sequence of {shape} tuples, not "
+            f"{type(items).__name__}") from None
+    for n, item in enumerate(batch):
+        if not isinstance(item, (tuple, list)) or len(item) != size:
+            raise InvalidArgument(
+                f"batch item {n} is {item!r:.60}; it must be a {shape} "
+                "tuple")
+    return batch
 
 
 def pool_flags(persistent: bool, shared: bool) -> int:

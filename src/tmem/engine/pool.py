@@ -37,6 +37,7 @@ from tmem.engine.handles import (
     OID_LIMIT,
     PAGE_SIZE,
     OidLike,
+    check_batch,
     check_index,
     check_oid,
     check_page,
@@ -340,7 +341,7 @@ class Pool:
         Every handle and page is checked before any is stored.
         """
         checked = [(check_oid(o), check_index(i), check_page(p))
-                   for o, i, p in items]
+                   for o, i, p in check_batch(items, 3, "(oid, index, page)")]
         self._lock.acquire()  # not `with`: see the class docstring
         try:
             if not self._alive:
@@ -352,7 +353,8 @@ class Pool:
     def get_many(self, handles: Iterable[tuple[OidLike, int]]
                  ) -> list[bytes | None]:
         """Get many pages under one lock hold; results in order."""
-        checked = [(check_oid(o), check_index(i)) for o, i in handles]
+        checked = [(check_oid(o), check_index(i))
+                   for o, i in check_batch(handles, 2, "(oid, index)")]
         self._lock.acquire()  # not `with`: see the class docstring
         try:
             if not self._alive:
@@ -364,7 +366,8 @@ class Pool:
     def flush_many(self, handles: Iterable[tuple[OidLike, int]]
                    ) -> list[bool]:
         """Flush many pages under one lock hold; results in order."""
-        checked = [(check_oid(o), check_index(i)) for o, i in handles]
+        checked = [(check_oid(o), check_index(i))
+                   for o, i in check_batch(handles, 2, "(oid, index)")]
         self._lock.acquire()  # not `with`: see the class docstring
         try:
             if not self._alive:
@@ -540,3 +543,4 @@ class Pool:
                 for oid in sorted(self._contents.objects)
                 for index, entry in sorted(
                     self._contents.objects[oid].items())]
+

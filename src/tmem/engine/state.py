@@ -378,6 +378,10 @@ class StreamReader:
             raise StreamError(
                 f"stream is truncated: no END record after "
                 f"{self._offset + len(self._buffer)} bytes")
+        if self._buffer:
+            raise StreamError(
+                f"stream has {len(self._buffer)} bytes after its END "
+                "record: it is not one whole stream")
         return self.clients
 
 

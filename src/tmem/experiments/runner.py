@@ -212,14 +212,21 @@ def _guest_main(config: GuestConfig, address: str | None,
             run.step(argument)
             conn.send(("stepped", run.steps, run.done,
                        run.counters().to_dict()))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone (stopped): nobody to report to
     except (TmemError, OSError) as error:
-        conn.send(("error", str(error)))
+        _report(conn, str(error))
     except Exception as error:  # reported, then the parent stops all
-        conn.send(("error", repr(error)))
+        _report(conn, repr(error))
     finally:
         if client is not None:
             with contextlib.suppress(TmemError):
                 client.close()
+
+
+def _report(conn: Connection, error: str) -> None:
+    with contextlib.suppress(OSError):
+        conn.send(("error", error))
 
 
 @contextlib.contextmanager

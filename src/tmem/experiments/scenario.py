@@ -165,6 +165,10 @@ _GUEST = {"name": str, "workload": str, "trace": str, "format": str,
           "weight": int, "cap": int, "frames": int, "pages": int}
 
 
+_KINDS = {int: "an integer", float: "a number", str: "a string",
+          bool: "true or false"}
+
+
 def load(path: Path) -> Scenario:
     """Read and check a scenario file."""
     try:
@@ -207,7 +211,7 @@ def _typed(values: dict[str, Any], types: dict[str, type],
         if not isinstance(value, kind) or (kind is int and
                                            isinstance(value, bool)):
             raise InvalidArgument(
-                f"{where}: {key} = {value!r} must be a {kind.__name__}")
+                f"{where}: {key} = {value!r} must be {_KINDS[kind]}")
         out[key] = value
     return out
 
@@ -224,6 +228,9 @@ def _guest(raw: object, where: str) -> GuestPlan:
 
 
 def _check(s: Scenario, where: str) -> None:
+    if s.total_frames < 1:
+        raise InvalidArgument(f"{where}: total_frames {s.total_frames!r} "
+                              "must be positive")
     names = [g.name for g in s.guests]
     if len(set(names)) != len(names):
         raise InvalidArgument(f"{where}: guest names {names!r} must "
@@ -266,6 +273,12 @@ def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
     spec.path()
     if g.format is None:
         format_of(spec.path())
+    last = g.start + (g.phases - 1) * g.busy
+    window = TraceSpec(g.trace, g.format, start=last, stop=last + 1)
+    if next(iter(window.requests()), None) is None:
+        raise InvalidArgument(
+            f"{at}: trace {g.trace!r} has no record {last} (start + "
+            "(phases - 1) x busy): it is too short for this schedule")
 
 
 def demo_path() -> Path:

@@ -12,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class Config:
     max_connections: int = 256
     grace: float = 30.0
     """Seconds a broken connection's session waits to be resumed."""
+    hello_timeout: float = 10.0
+    """Seconds a new connection has to say HELLO before it is closed."""
     token_file: Path | None = None
     admin_token_file: Path | None = None
     metrics: str | None = None
@@ -85,8 +88,16 @@ class Config:
         if not 0 <= self.socket_mode <= 0o777:
             raise InvalidArgument(
                 f"socket_mode {self.socket_mode:#o} is not a file mode")
-        if self.grace < 0:
-            raise InvalidArgument(f"grace {self.grace!r} must be >= 0")
+        for name in ("grace", "hello_timeout"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise InvalidArgument(
+                    f"{name} {value!r} must be a finite number of seconds "
+                    ">= 0")
+        for name in ("max_clients", "max_pools", "max_connections"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(
+                    f"{name} {getattr(self, name)!r} must be >= 1")
 
 
 _CONVERT: dict[str, Any] = {
@@ -94,8 +105,17 @@ _CONVERT: dict[str, Any] = {
     "socket_mode": lambda v: v if isinstance(v, int) else int(v, 8),
     "tcp": str, "capacity": lambda v: parse_size(v, "capacity"),
     "compress": str, "dedup": bool, "max_clients": int, "max_pools": int,
-    "max_connections": int, "grace": float, "token_file": Path,
+    "max_connections": int, "grace": float, "hello_timeout": float,
+    "token_file": Path,
     "admin_token_file": Path, "metrics": str, "state": Path,
+}
+
+
+_RULES = {
+    "socket_mode": "an octal file mode such as 600 or 660",
+    "max_clients": "a whole number", "max_pools": "a whole number",
+    "max_connections": "a whole number",
+    "grace": "seconds, a number", "hello_timeout": "seconds, a number",
 }
 
 
@@ -114,9 +134,12 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
                 + ", ".join(sorted(_CONVERT)))
         try:
             setattr(config, key, _CONVERT[key](value))
+        except InvalidArgument:
+            raise
         except (TypeError, ValueError):
             raise InvalidArgument(
-                f"config key {key!r} has a bad value {value!r}") from None
+                f"config key {key!r} has a bad value {value!r}: "
+                f"{_RULES.get(key, 'see contrib/tmem.toml')}") from None
     config.check()
     return config
 
@@ -133,6 +156,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InvalidArgument(
             f"config file {str(path)!r} is not TOML: {error}") from None
     section = data.get("serve", data)
+    others = sorted(k for k, v in data.items()
+                    if isinstance(v, dict) and k != "serve")
+    if others:
+        raise InvalidArgument(
+            f"config file {str(path)!r} has unknown sections {others!r}; "
+            "settings go at the top or under [serve]")
     if not isinstance(section, dict):
         raise InvalidArgument(f"config file {str(path)!r}: [serve] must be "
                               "a table")
@@ -160,7 +189,8 @@ def parse_host_port(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or \
             not 0 <= int(port) < 65536:
         raise InvalidArgument(
-            f"{what} address {text!r} must be HOST:PORT")
+            f"{what} address {text!r} must be HOST:PORT with a port in "
+            "0..65535")
     return host.strip("[]"), int(port)
 
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
 import socket
+import stat
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any, cast
 
 from tmem.engine.errors import (
     InvalidArgument,
+    LimitExceeded,
     NoSuchClient,
     PermissionDenied,
     ProtocolError,
@@ -79,6 +80,7 @@ class Daemon:
         """Each returns a reason not to stop now, or None."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[Any]] = set()
         self._metrics: metrics.MetricsServer | None = None
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped: asyncio.Event | None = None
@@ -97,9 +99,17 @@ class Daemon:
         """Listen on every configured address."""
         self._stopped = asyncio.Event()
         self.loop = loop = asyncio.get_running_loop()
-        if self.config.state is not None:
-            persistence.load_state(self.table, self.config.state)
+        state_file = self.config.state
+        if state_file is not None:
+            persistence.check_state_path(state_file)
         sock = _bind_unix(self.config.socket, self.config.socket_mode)
+        try:
+            if state_file is not None:
+                persistence.load_state(self.table, state_file)
+        except BaseException:
+            sock.close()
+            self.config.socket.unlink(missing_ok=True)
+            raise
         self._servers.append(await loop.create_unix_server(
             lambda: _Link(self), sock=sock))
         if self.config.tcp is not None:
@@ -110,7 +120,7 @@ class Daemon:
         if self.config.metrics is not None:
             self._metrics = metrics.serve_metrics(self._snapshot_for_thread,
                                                   self.config.metrics)
-            log.info("serving /metrics on %s", self._metrics.address)
+            log.info("serving /metrics on %s:%d", *self._metrics.address)
         log.info("serving %s on %s%s (capacity %s, compress %s, dedup %s)",
                  "tmem", self.config.socket,
                  f" and tcp {self.config.tcp}" if self.config.tcp else "",
@@ -163,7 +173,11 @@ class Daemon:
         for server in self._servers:
             server.close()
         if self.config.state is not None:
-            persistence.save_state(self.table, self.config.state)
+            try:
+                persistence.save_state(self.table, self.config.state)
+            except OSError as error:
+                log.error("could not save the state to %s: %s; persistent "
+                          "pages are lost", self.config.state, error)
         for link in list(self.links):
             link.transport.close()
         for server in self._servers:
@@ -211,10 +225,18 @@ class Daemon:
         except TmemError as error:
             return [frames.error_reply(request.opcode, request.request_id,
                                        error)]
-        task = asyncio.get_running_loop().create_task(work)
+        task = self.spawn(work)
         task.add_done_callback(lambda t: link.answer(
             request.opcode, request.request_id, t))
         return []
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` as a task the daemon holds on to until it ends (the
+        loop keeps only weak references: an unheld task can vanish)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
 
     def _task_for(self, request: Control) -> Coroutine[Any, Any,
                                                       dict[str, Any]]:
@@ -256,6 +278,7 @@ class Daemon:
             displaced.session = None
             displaced.transport.close()
         link.session = session
+        link.greeted()
         return frames.ok_reply(Op.HELLO, hello.request_id,
                                frames.encode_welcome(welcome))
 
@@ -269,23 +292,47 @@ class _Link(asyncio.Protocol):
         self.session: Session | None = None
         self.peer = Peer("unknown", "")
         self.transport: asyncio.Transport
+        self.refusal: LimitExceeded | None = None
+        """Set when the daemon is full: the HELLO gets this, then a close."""
+        self._hello_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER)
         self.peer = peer_of(transport.get_extra_info("socket"))
-        if len(self.daemon.links) >= self.daemon.config.max_connections:
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            self.daemon.config.hello_timeout, self._no_hello)
+        limit = self.daemon.config.max_connections
+        if len(self.daemon.links) >= limit:
             log.warning("refused a connection from %s: %d connections "
                         "open (max_connections)", self.peer.describe(),
                         len(self.daemon.links))
-            self.transport.abort()
+            self.refusal = LimitExceeded(
+                f"the daemon has {limit} connections open, the most it "
+                "takes (max_connections); try again later")
             return
         self.daemon.links.add(self)
+
+    def _no_hello(self) -> None:
+        """A connection that does not say HELLO in time is closed, so idle
+        sockets cannot use up max_connections."""
+        if self.session is None and not self.transport.is_closing():
+            log.info("closed connection from %s: no HELLO within %.0f s",
+                     self.peer.describe(), self.daemon.config.hello_timeout)
+            self.transport.close()
+
+    def greeted(self) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
 
     def data_received(self, data: bytes) -> None:
         connection = self.connection
         connection.receive_data(data)
+        if self.refusal is not None:
+            self._refuse()
+            return
         while True:
             try:
                 request = connection.next_request()
@@ -299,6 +346,18 @@ class _Link(asyncio.Protocol):
             self.transport.writelines(self._serve(request))
         if connection.state is State.FINISHED:
             self.transport.close()
+
+    def _refuse(self) -> None:
+        """Answer the first request with the refusal, then close."""
+        try:
+            request = self.connection.next_request()
+        except ProtocolError:
+            request = None
+        if request is not None:
+            assert self.refusal is not None
+            self.transport.write(frames.error_reply(
+                request.opcode, request.request_id, self.refusal))
+        self.transport.close()
 
     def _serve(self, request: Request) -> list[bytes]:
         try:
@@ -338,6 +397,7 @@ class _Link(asyncio.Protocol):
         self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.greeted()
         self.daemon.links.discard(self)
         if self.session is not None:
             self.daemon.dispatcher.restores.abort_owned_by(self.session)
@@ -346,34 +406,63 @@ class _Link(asyncio.Protocol):
 
 
 def _bind_unix(path: Path, mode: int) -> socket.socket:
-    """A listening Unix socket at `path`, refusing to steal a live one."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.exists():
-        probe = socket.socket(socket.AF_UNIX)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # stale: nobody listens there
-        else:
-            raise InvalidArgument(
-                f"socket {str(path)!r} is in use: another tmem daemon is "
-                "running")
-        finally:
-            probe.close()
+    """A listening Unix socket at `path`.
+
+    It refuses to replace anything but a stale socket (a live one belongs
+    to another daemon; any other file is not ours), and it appears at
+    `path` only once it listens with its final mode: bound and set up
+    under a temporary name, then renamed, so a client never finds a
+    socket that refuses it, nor one more open than asked.
+    """
+    _make_parent(path)
+    _remove_stale(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(str(path))
+        sock.bind(str(temporary))
+        os.chmod(temporary, mode)
+        sock.listen(128)
+        os.rename(temporary, path)
     except OSError as error:
         sock.close()
-        if error.errno == errno.EADDRINUSE:
-            raise InvalidArgument(f"socket {str(path)!r} is in use") from None
+        temporary.unlink(missing_ok=True)
         raise InvalidArgument(
             f"socket {str(path)!r} cannot be created: "
-            f"{error.strerror}") from None
-    os.chmod(path, mode)
-    sock.listen(128)
+            f"{error.strerror or error}") from None
     sock.setblocking(False)
     return sock
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidArgument(
+            f"socket folder {str(path.parent)!r} cannot be created: "
+            f"{error.strerror or error}") from None
+
+
+def _remove_stale(path: Path) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise InvalidArgument(
+            f"socket path {str(path)!r} exists and is not a socket: tmem "
+            "will not replace it")
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # a stale socket: nobody listens there
+    else:
+        raise InvalidArgument(
+            f"socket {str(path)!r} is in use: another tmem daemon is "
+            "running")
+    finally:
+        probe.close()
 
 
 def run(config: Config) -> None:

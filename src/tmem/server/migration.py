@@ -41,6 +41,7 @@ from tmem.engine.errors import (
     Busy,
     InvalidArgument,
     NoSuchClient,
+    ServerError,
     TmemError,
 )
 from tmem.engine.pool import Pool
@@ -55,6 +56,8 @@ PAGES_PER_SLICE = 2048
 SMALL_DELTA = 1024
 """Changed handles few enough to send while the client is paused."""
 MAX_ROUNDS = 8
+CALL_TIMEOUT = 60.0
+"""Seconds the target has to answer each step."""
 
 
 # -- target side ---------------------------------------------------------------
@@ -169,7 +172,7 @@ async def migrate(daemon: Daemon, session: Session, address: str,
         pool._contents.journal = set()
     restore_id = None
     try:
-        await wire.connect()
+        await _bounded(wire.connect(), "HELLO")
         restore_id = await _call(wire, "RESTORE_BEGIN")
         restore_id = restore_id["restore_id"]
         sent = await _send_base(daemon, wire, restore_id, client)
@@ -186,8 +189,9 @@ async def migrate(daemon: Daemon, session: Session, address: str,
         for pool in pools:
             pool._contents.journal = None
         session.migrating = False
-        await wire.close()
-    asyncio.get_running_loop().create_task(_free(daemon, session))
+        with contextlib.suppress(TmemError, TimeoutError):
+            await asyncio.wait_for(wire.close(), CALL_TIMEOUT)
+    daemon.spawn(_free(daemon, session))
     report = {"client": session.name, "to": address, "pages": sent[0],
               "bytes": sent[1], "pause_ms": pause * 1000,
               "precopy_rounds": rounds,
@@ -205,7 +209,18 @@ async def _call(wire: Any, op: str, **args: Any) -> Any:
     from tmem.client import calls
     from tmem.protocol.frames import Op
 
-    return await wire.call(calls.control(Op[op], **args))
+    return await _bounded(wire.call(calls.control(Op[op], **args)), op)
+
+
+async def _bounded(call: Any, what: str) -> Any:
+    """A call to the target, which must answer within CALL_TIMEOUT: a
+    target that stops answering must not leave the client paused (or the
+    migration waiting) for ever."""
+    try:
+        return await asyncio.wait_for(call, CALL_TIMEOUT)
+    except TimeoutError:
+        raise ServerError(f"the target daemon did not answer {what} in "
+                          f"{CALL_TIMEOUT:.0f} s") from None
 
 
 async def _quietly(call: Any) -> None:
@@ -231,10 +246,10 @@ class _Chunks:
         while len(self.buffer) >= CHUNK or (final and self.buffer):
             piece = bytes(self.buffer[:CHUNK])
             del self.buffer[:CHUNK]
-            await self.wire.call(Call(
+            await _bounded(self.wire.call(Call(
                 Op.RESTORE_DATA,
                 frames.encode_restore_data(self.restore_id, piece),
-                lambda body: None))
+                lambda body: None)), "RESTORE_DATA")
 
 
 async def _send_base(daemon: Daemon, wire: Any, restore_id: int,

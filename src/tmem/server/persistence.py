@@ -7,12 +7,17 @@ its client to resume it with the token it already holds, and finds its
 pools under the same ids.  Ephemeral pages are not kept.
 
 Rules:
-- The file is written to FILE.tmp, flushed to disk and renamed over FILE,
-  so a crash while saving leaves the previous state, never half a state.
+- The file is written to FILE.tmp (mode 0600: it holds tenants' pages),
+  flushed to disk and renamed over FILE, so a crash while saving leaves
+  the previous state, never half a state.
+- Once loaded, FILE is removed: the pages live in memory again, and a
+  crash must not bring back pages that clients have since replaced or
+  flushed.  A crash (SIGKILL, power loss) loses everything since the last
+  clean shutdown, as it does for zram.
 - A state file that fails its checks stops the start with the reason; it
   is never applied in part, and never deleted by us.
-- A crash (SIGKILL, power loss) loses everything since the last clean
-  shutdown, as it does for zram.
+- Where FILE cannot be written is found at start (`check_state_path`),
+  not at shutdown when it is too late.
 """
 
 from __future__ import annotations
@@ -22,18 +27,32 @@ import os
 from pathlib import Path
 
 from tmem.engine import state
-from tmem.engine.errors import StreamError
+from tmem.engine.errors import InvalidArgument, StreamError
 from tmem.engine.handles import format_size
 from tmem.server.sessions import SessionTable, adopt_restored
 
 log = logging.getLogger("tmem.daemon")
 
 
+def check_state_path(path: Path) -> None:
+    """Refuse a state path that could not be written at shutdown."""
+    folder = path.parent
+    if path.is_dir():
+        raise InvalidArgument(f"state file {str(path)!r} is a directory")
+    if not folder.is_dir():
+        raise InvalidArgument(
+            f"state file {str(path)!r}: its folder does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidArgument(
+            f"state file {str(path)!r}: its folder is not writable")
+
+
 def save_state(table: SessionTable, path: Path) -> None:
     """Write every tenant session to `path` atomically."""
     tmp = path.with_name(path.name + ".tmp")
     sessions = [s for s in table.sessions() if s.client is not None]
-    with open(tmp, "wb") as f, table.host.lock:
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as f, table.host.lock:
         writer = state.StreamWriter(f.write)
         for session in sessions:
             assert session.client is not None
@@ -60,7 +79,8 @@ def load_state(table: SessionTable, path: Path) -> None:
     with table.host.lock:
         clients = state.apply(table.host, images)
     adopt_restored(table, images, clients)
+    path.unlink()
     pages = sum(c.persistent_pages for c in clients)
-    log.info("restored %d sessions with %d persistent pages from %s; "
-             "each waits %.0f s to be resumed", len(clients), pages, path,
-             table.grace)
+    log.info("restored %d sessions with %d persistent pages from %s (file "
+             "removed: the pages are in memory again); each waits %.0f s to "
+             "be resumed", len(clients), pages, path, table.grace)

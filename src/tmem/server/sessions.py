@@ -386,7 +386,8 @@ class Dispatcher:
                 _arg(args, "capacity", (int, str)))}
         if op == Op.SAVE:
             return self._save(_client_ref(args), _path(args),
-                              bool(args.get("ephemeral", False)))
+                              bool(args.get("ephemeral", False)),
+                              bool(args.get("force", False)))
         if op == Op.RESTORE:
             return self._restore(_path(args), args.get("as"))
         ref = _client_ref(args)
@@ -405,14 +406,26 @@ class Dispatcher:
                             op == Op.AUTHORIZE)
         return {}
 
-    def _save(self, ref: int | str, path: Path, ephemeral: bool
-              ) -> dict[str, Any]:
-        """Write a client (with its session's resume token) to a file."""
+    def _save(self, ref: int | str, path: Path, ephemeral: bool,
+              force: bool) -> dict[str, Any]:
+        """Write a client (with its session's resume token) to a new file
+        only its owner may read (tenants' pages are in it)."""
         host = self.host
         client = host.find_client(ref)
         session = self.table.session_of(client)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force
+                                            else os.O_EXCL)
         try:
-            with open(path, "wb") as f, host.lock:
+            descriptor = os.open(path, flags, 0o600)
+        except FileExistsError:
+            raise InvalidArgument(
+                f"{str(path)!r} exists; pass --force to replace it") from None
+        except OSError as error:
+            raise InvalidArgument(f"cannot write {str(path)!r}: "
+                                  f"{error.strerror or error}") from None
+        try:
+            os.fchmod(descriptor, 0o600)  # also when replacing a file
+            with os.fdopen(descriptor, "wb") as f, host.lock:
                 writer = state.StreamWriter(f.write)
                 state.write_client(writer, client, ephemeral,
                                    None if session is None
@@ -421,7 +434,7 @@ class Dispatcher:
         except OSError as error:
             path.unlink(missing_ok=True)
             raise InvalidArgument(f"cannot write {str(path)!r}: "
-                                  f"{error.strerror}") from None
+                                  f"{error.strerror or error}") from None
         return {"pages": writer.pages, "bytes": writer.page_bytes}
 
     def _restore(self, path: Path, as_name: object) -> dict[str, Any]:
@@ -433,7 +446,7 @@ class Dispatcher:
                 images = state.read_stream(f.read)
         except OSError as error:
             raise InvalidArgument(f"cannot read {str(path)!r}: "
-                                  f"{error.strerror}") from None
+                                  f"{error.strerror or error}") from None
         with self.host.lock:
             clients = state.apply(self.host, images, as_name)
         sessions = adopt_restored(self.table, images, clients)
