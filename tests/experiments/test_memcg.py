@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tmem.experiments.memcg import Hierarchy, MemoryCgroup, parse_hierarchies
+from tmem.experiments.memcg import (
+    Hierarchy,
+    MemoryCgroup,
+    find_hierarchy,
+    parse_hierarchies,
+)
 
 HYBRID = """\
 tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
@@ -62,3 +67,41 @@ def test_a_cgroup_is_limited_and_removed_even_with_members_left() -> None:
     assert time.monotonic() - start < 5
     assert not os.path.exists(cgroup.path)
     cgroup.remove()  # again: nothing to do
+
+
+@pytest.mark.needs_memcg
+def test_making_a_cgroup_removes_those_whose_maker_died() -> None:
+    hierarchy = find_hierarchy()
+    assert hierarchy is not None
+    root = hierarchy.root
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = os.path.join(root, f"tmem-test-{gone.pid}-0123abcd")
+    alive = os.path.join(root, f"tmem-test-{os.getpid()}-0123abcd")
+    os.mkdir(orphan)
+    os.mkdir(alive)
+    member = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from tmem.experiments.memcg import join;"
+         " join(sys.argv[1]); print(flush=True); time.sleep(60)",
+         orphan], stdout=subprocess.PIPE)
+    fresh = None
+    try:
+        assert member.stdout is not None
+        member.stdout.readline()
+
+        fresh = MemoryCgroup(64 << 20, prefix="tmem-test")
+
+        assert not os.path.exists(orphan)
+        assert member.wait(5) == -9
+        assert os.path.isdir(alive)
+    finally:
+        for path in (orphan, alive):
+            if os.path.isdir(path):
+                os.rmdir(path)
+        if fresh is not None:
+            fresh.remove()
+        member.kill()
+        member.wait()
+        if member.stdout is not None:
+            member.stdout.close()

@@ -133,6 +133,29 @@ def test_off_cleans_up_after_the_server_died(tmp_path: Path) -> None:
         _off(mountpoint, device)
 
 
+def test_on_first_takes_down_a_device_whose_server_died(
+        tmp_path: Path) -> None:
+    dead, fresh = str(tmp_path / "dead"), str(tmp_path / "fresh")
+    first = second = None
+    try:
+        first = swapdev.on("64MiB", 32767, dead)
+        assert first.loop is not None and first.server is not None
+        os.kill(first.server_pid, signal.SIGKILL)
+        first.server.stop(5)  # reaps the killed child
+
+        second = swapdev.on("64MiB", 32767, fresh)
+
+        assert loops_backed_by(first.image) == []
+        assert not is_mounted(dead)
+        names = [area.name for area in swap_areas()]
+        assert first.loop not in names or first.loop == second.loop
+        assert names.count(second.loop) == 1
+        assert swapdev.reap() == []  # nothing left to take down
+    finally:
+        _off(dead, first)
+        _off(fresh, second)
+
+
 def test_on_refuses_a_mountpoint_in_use(
         device: swapdev.SwapDevice) -> None:
     with pytest.raises(SwapError, match="already mounted"):

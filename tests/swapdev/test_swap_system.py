@@ -13,6 +13,7 @@ from tmem.swapdev.system import (
     missing_support,
     parse_meminfo,
     parse_mount_points,
+    parse_mounts,
     parse_swaps,
     run,
 )
@@ -51,6 +52,11 @@ def test_meminfo_parses_kilobytes_into_bytes() -> None:
 
 def test_mount_points_are_unescaped() -> None:
     assert parse_mount_points(MOUNTINFO) == ["/", "/tmp/a b/mnt"]
+
+
+def test_mounts_carry_their_file_system_type() -> None:
+    assert parse_mounts(MOUNTINFO) == [
+        ("/", "ext4"), ("/tmp/a b/mnt", "fuse.tmem")]
 
 
 def test_loop_devices_are_found_by_backing_file(tmp_path: Path) -> None:

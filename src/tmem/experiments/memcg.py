@@ -6,7 +6,9 @@ Rules:
   mounted but only v1 has the memory controller (this machine's hybrid
   set-up: its cgroup2 mount offers only hugetlb).
 - A cgroup is made directly under the hierarchy's root with a unique
-  name, so runs on a shared machine never collide.
+  name (prefix, pid, random), so runs on a shared machine never collide.
+  Making one first removes the leftovers of drivers that died (same
+  prefix, pid no longer running) and kills what they left inside.
 - A process joins by writing its own pid (`join`), before it allocates.
 - `remove()` kills what is still inside (only members of this cgroup),
   waits for them to go, then removes the directory.  It is idempotent
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 import uuid
@@ -93,6 +96,7 @@ class MemoryCgroup:
         try:
             if hierarchy.version == 2:
                 _enable_memory(hierarchy.root)
+            _remove_leftovers(hierarchy.root, prefix)
             os.mkdir(self.path)
             self._write(hierarchy.limit_file, str(limit))
         except OSError as error:
@@ -114,11 +118,7 @@ class MemoryCgroup:
 
     def procs(self) -> list[int]:
         """Pids inside (empty once removed)."""
-        try:
-            with open(os.path.join(self.path, "cgroup.procs")) as f:
-                return [int(line) for line in f.read().split()]
-        except FileNotFoundError:
-            return []
+        return _procs(self.path)
 
     def memory_stat(self) -> dict[str, int]:
         """memory.stat as a dict."""
@@ -132,22 +132,43 @@ class MemoryCgroup:
         Raises:
             SwapError: it could not be removed in `timeout` seconds.
         """
-        deadline = time.monotonic() + timeout
-        while os.path.isdir(self.path):
-            for pid in self.procs():
-                _kill(pid)
-            try:
-                os.rmdir(self.path)
-            except OSError as error:
-                if time.monotonic() > deadline:
-                    raise SwapError(
-                        f"cannot remove memory cgroup {self.path!r} in "
-                        f"{timeout:g} s: {error.strerror}") from None
-                time.sleep(0.05)
+        _remove(self.path, timeout)
 
     def _write(self, name: str, value: str) -> None:
         with open(os.path.join(self.path, name), "w") as f:
             f.write(value)
+
+
+def _procs(path: str) -> list[int]:
+    try:
+        with open(os.path.join(path, "cgroup.procs")) as f:
+            return [int(line) for line in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _remove(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.isdir(path):
+        for pid in _procs(path):
+            _kill(pid)
+        try:
+            os.rmdir(path)
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise SwapError(
+                    f"cannot remove memory cgroup {path!r} in "
+                    f"{timeout:g} s: {error.strerror}") from None
+            time.sleep(0.05)
+
+
+def _remove_leftovers(root: str, prefix: str, timeout: float = 10.0) -> None:
+    """Remove `prefix` cgroups whose maker's pid no longer runs."""
+    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)-[0-9a-f]{{8}}")
+    for name in os.listdir(root):
+        match = pattern.fullmatch(name)
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            _remove(os.path.join(root, name), timeout)
 
 
 def _offers_memory(root: str) -> bool:

@@ -10,7 +10,7 @@ kernel as an ordinary swap device:
 - fusefs.py: `SwapServer`, the FUSE file system serving one image
   (direct_io, so every swap-out is a put and every swap-in a get).
 - blockdev.py: losetup, mkswap, swapon and their undoing (root).
-- device.py: `on`, `off`, `status`: the whole lifecycle.
+- device.py: `on`, `off`, `status`, `reap`: the whole lifecycle.
 - standalone.py: a server process with its own embedded Host, for when
   no tmem daemon serves the image.
 - system.py: commands with timeouts, /proc parsers, `SwapError`, and
@@ -38,6 +38,7 @@ from tmem.swapdev.device import (
     SwapStatus,
     off,
     on,
+    reap,
     status,
     stop_refusal,
 )
@@ -48,6 +49,6 @@ from tmem.swapdev.system import SwapError, missing_support
 __all__ = [
     "DEFAULT_MOUNTPOINT", "ImageStats", "SwapDevice", "SwapError",
     "SwapImage", "SwapServer", "SwapStatus", "lock_memory",
-    "missing_support", "off", "on", "status", "stop_refusal",
+    "missing_support", "off", "on", "reap", "status", "stop_refusal",
     "unlock_memory",
 ]

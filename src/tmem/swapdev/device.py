@@ -13,6 +13,10 @@ Rules:
   partial failure, and again after it succeeded.  It refuses before
   touching anything when swapoff would not fit in memory.
 - `status` reads the mount's stats file and /proc/swaps.
+- `reap` takes down every tmem swap device whose server has died, and
+  `on` reaps first: a dead device left in the swap list makes the kernel
+  fail every swap-out it sends there, and a workload that could have
+  swapped elsewhere is killed for want of memory instead.
 - Everything runs with timeouts.  Blocking calls: a daemon's event loop
   should run them in a worker thread.
 
@@ -35,15 +39,17 @@ from typing import Any, Protocol
 from tmem.engine.api import PoolAPI
 from tmem.engine.handles import PAGE_SIZE, format_size, parse_size
 from tmem.swapdev import blockdev
-from tmem.swapdev.fusefs import IMAGE_NAME, STATS_NAME, SwapServer
+from tmem.swapdev.fusefs import FS_TYPE, IMAGE_NAME, STATS_NAME, SwapServer
 from tmem.swapdev.image import ImageStats
 from tmem.swapdev.standalone import spawn
 from tmem.swapdev.system import (
     DEFAULT_TIMEOUT,
     SwapError,
+    fuse_server_gone,
     is_mounted,
     loops_backed_by,
     missing_support,
+    mount_points_of_type,
     run,
     swap_area,
 )
@@ -137,6 +143,7 @@ def on(size: int | str, priority: int | None = None,
     missing = missing_support()
     if missing:
         raise SwapError("tmem swap cannot run here: " + "; ".join(missing))
+    reap(timeout)
     mountpoint = os.path.abspath(mountpoint)
     if is_mounted(mountpoint):
         raise SwapError(f"{mountpoint!r} is already mounted: run off() "
@@ -195,6 +202,26 @@ def off(mountpoint: str = DEFAULT_MOUNTPOINT, *,
         steps.append(f"rmdir {mountpoint}")
     for step in steps:
         log.info("swap off: %s", step)
+    return steps
+
+
+def reap(timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """Take down every tmem swap device whose server died; return the
+    steps done.
+
+    The pages such a device held are gone already (their owners get
+    SIGBUS when they touch them); reaping stops the kernel from sending
+    it more.
+
+    Raises:
+        SwapError: a step failed (see `off`).
+    """
+    steps = []
+    for mountpoint in mount_points_of_type(FS_TYPE):
+        if fuse_server_gone(mountpoint):
+            log.warning("tmem swap at %s lost its server; taking it down",
+                        mountpoint)
+            steps += off(mountpoint, timeout=timeout)
     return steps
 
 

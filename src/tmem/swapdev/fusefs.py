@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_NAME = "swap.img"
 STATS_NAME = "stats"
+SUBTYPE = "tmem"
+FS_TYPE = f"fuse.{SUBTYPE}"
+"""The mount's type in /proc/self/mountinfo: how leftovers are found."""
 
 TRIM_MIN_PAGES = 4096
 """Pages (16 MiB) a shrink must free before memory is handed back; a
@@ -172,8 +175,8 @@ class SwapServer:
         operations = _Operations(self.image, self._ready)
         try:
             mfusepy.FUSE(operations, self.mountpoint, foreground=True,
-                         nothreads=True, direct_io=True, fsname="tmem",
-                         subtype="tmem")
+                         nothreads=True, direct_io=True, fsname=SUBTYPE,
+                         subtype=SUBTYPE)
         except RuntimeError as error:
             raise SwapError(f"FUSE mount at {self.mountpoint!r} failed "
                             f"with status {error}") from None

@@ -14,10 +14,12 @@ Rules:
 from __future__ import annotations
 
 import ctypes.util
+import errno
 import os
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 
 from tmem.engine.errors import TmemError
@@ -151,10 +153,27 @@ def mem_available() -> int:
 # -- mounts and loop devices -------------------------------------------------
 
 
+def parse_mounts(mountinfo: str) -> list[tuple[str, str]]:
+    """(mount point, file system type) in /proc/self/mountinfo, in order."""
+    mounts = []
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if len(fields) > 4:
+            kind = tail.split()[0] if tail.split() else ""
+            mounts.append((_unescape(fields[4]), kind))
+    return mounts
+
+
 def parse_mount_points(mountinfo: str) -> list[str]:
     """The mount points in /proc/self/mountinfo, in order."""
-    return [_unescape(line.split()[4])
-            for line in mountinfo.splitlines() if len(line.split()) > 4]
+    return [point for point, _ in parse_mounts(mountinfo)]
+
+
+def mount_points_of_type(kind: str) -> list[str]:
+    """Where file systems of type `kind` ("fuse.tmem") are mounted."""
+    with open("/proc/self/mountinfo") as f:
+        return [point for point, k in parse_mounts(f.read()) if k == kind]
 
 
 def is_mounted(path: str) -> bool:
@@ -162,6 +181,28 @@ def is_mounted(path: str) -> bool:
     with open("/proc/self/mountinfo") as f:
         points = parse_mount_points(f.read())
     return os.path.realpath(path) in points or path in points
+
+
+def fuse_server_gone(path: str, timeout: float = 5.0) -> bool:
+    """Whether the FUSE mount at `path` has lost its server.
+
+    The kernel answers ENOTCONN for a mount whose server died.  A server
+    that does not answer within `timeout` seconds counts as alive: slow
+    is not gone, and only a dead one may be taken down.
+    """
+    answer: list[int] = []
+
+    def ask() -> None:
+        try:
+            os.statvfs(path)
+            answer.append(0)
+        except OSError as error:
+            answer.append(error.errno or 0)
+
+    asker = threading.Thread(target=ask, name="tmem-fuse-probe", daemon=True)
+    asker.start()
+    asker.join(timeout)
+    return bool(answer) and answer[0] in (errno.ENOTCONN, errno.ECONNABORTED)
 
 
 def loops_backed_by(path: str, sys_block: str = "/sys/block") -> list[str]:
