@@ -50,7 +50,8 @@ def test_a_lost_daemon_prints_a_disconnected_frame_then_recovers(
         return control.snapshot()
 
     out = io.StringIO()
-    run_batch(source, out, interval=1.0, count=3, sleep=lambda s: None)
+    assert run_batch(source, out, interval=1.0, count=3,
+                     sleep=lambda s: None)
     text = out.getvalue()
     order = [line for line in text.splitlines()
              if line.startswith("tmem top:")]

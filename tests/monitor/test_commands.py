@@ -212,6 +212,14 @@ def test_top_batch_prints_n_frames(control: EmbeddedControl) -> None:
     assert " 1 web " in result.output
 
 
+def test_top_batch_fails_when_its_last_frame_found_no_daemon(
+        control: EmbeddedControl) -> None:
+    control.disconnect()
+    result = tmem_cli(control, "top", "-b", "-n", "1")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("tmem top: disconnected")
+
+
 def test_top_iterations_need_batch_mode(control: EmbeddedControl) -> None:
     result = tmem_cli(control, "top", "-n", "2")
     assert result.exit_code == 2

@@ -8,6 +8,8 @@ Rules:
   after the previous frame was printed (the sleep is injected).
 - A refresh that raises ConnectionLost still prints a frame, marked
   disconnected, and counts towards `count`; the next refresh retries.
+- It reports whether its last frame reached the daemon, so `top -b -n N`
+  in a script can fail when the daemon is gone.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from tmem.monitor.view import TopView
 
 def run_batch(source: Callable[[], Snapshot], out: TextIO, *,
               interval: float, count: int | None, details: bool = False,
-              sleep: Callable[[float], None] = time.sleep) -> None:
-    """Print `count` frames (None: until interrupted).
+              sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Print `count` frames (None: until interrupted); return whether
+    the last one reached the daemon.
 
     Args:
         source: returns a snapshot or raises ConnectionLost.
@@ -37,15 +40,19 @@ def run_batch(source: Callable[[], Snapshot], out: TextIO, *,
     view = TopView(interval)
     view.details = details
     printed = 0
+    connected = False
     while count is None or printed < count:
         if printed:
             sleep(interval)
         try:
             view.update(source())
+            connected = True
         except ConnectionLost as error:
             view.lost(error)
+            connected = False
         if printed:
             out.write("\n")
         out.write(view.render() + "\n")
         out.flush()
         printed += 1
+    return connected

@@ -97,6 +97,8 @@ def top(interval: float, batch: bool, iterations: int | None,
     their page, PPUT persistent puts stored, PHIT persistent gets that
     found their page, REF puts refused, EVIC evictions, HIT% gets found
     over gets, PUT/s and GET/s rates.
+
+    With -b, the exit status is 1 when the last frame found no daemon.
     """
     if iterations is not None and not batch:
         raise click.UsageError("-n/--iterations works only with -b/--batch")
@@ -104,8 +106,11 @@ def top(interval: float, batch: bool, iterations: int | None,
     if batch:
         from tmem.monitor.batch import run_batch
 
-        run_batch(control.snapshot, sys.stdout, interval=interval,
-                  count=iterations, details=details)
+        connected = run_batch(control.snapshot, sys.stdout,
+                              interval=interval, count=iterations,
+                              details=details)
+        if not connected:
+            sys.exit(1)
         return
     from tmem.monitor.top import run_top
 
