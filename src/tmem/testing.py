@@ -1,16 +1,19 @@
-"""Helpers for testing code that uses tmem: a fake clock and a daemon
-running in a background thread.
+"""Helpers for testing code that uses tmem: a fake clock, a daemon
+running in a background thread, and a way to cut a client's connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tmem.client.sync import RemoteClient
 from tmem.server.config import Config
 from tmem.server.daemon import Daemon
 
@@ -78,3 +81,20 @@ def call_in_loop(daemon: Daemon, function: Any, *args: Any) -> Any:
 
 async def _call(function: Any, *args: Any) -> Any:
     return function(*args)
+
+
+def break_connection(client: RemoteClient) -> None:
+    """Cut the socket under the client, as a network blip would; its
+    next call reconnects and resumes the session."""
+    sock = client._wire._sock
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll `condition` until it is true; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 import tmem
-from tmem.testing import daemon_in_thread
+from tmem.testing import (
+    FakeClock,
+    break_connection,
+    call_in_loop,
+    daemon_in_thread,
+    wait_for,
+)
 
 
 def test_restart_with_state_loses_no_persistent_page(
@@ -33,6 +39,30 @@ def test_restart_with_state_loses_no_persistent_page(
         client.close()
 
 
+def test_a_handed_over_session_waits_past_the_grace_period(
+        sockdir: Path, pages: list[bytes]) -> None:
+    sock, state_file = sockdir / "r.sock", sockdir / "tmem.state"
+    with daemon_in_thread(sock, state=state_file, grace=5.0):
+        client = tmem.connect(f"unix:{sock}", name="idle",
+                              resume_window=10.0)
+        swap = client.new_pool(persistent=True)
+        assert swap.put(1, 1, pages[0])
+    clock = FakeClock()
+    with daemon_in_thread(sock, state=state_file, grace=5.0,
+                          clock=clock) as daemon:
+        clock.advance(3600)  # the program sleeps for an hour
+        call_in_loop(daemon, daemon.table.expire)
+        assert swap.get(1, 1) == pages[0]
+
+        # resumed once, it is an ordinary session again
+        (session,) = daemon.table.sessions()
+        break_connection(client)
+        wait_for(lambda: not session.attached)
+        clock.advance(6)
+        call_in_loop(daemon, daemon.table.expire)
+        assert daemon.host.stats().clients == 0
+
+
 def test_corrupt_state_file_stops_the_start(sockdir: Path) -> None:
     state_file = sockdir / "bad.state"
     state_file.write_bytes(b"\x89TMEM\r\n\x1a" + bytes(20))
@@ -55,16 +85,22 @@ def test_save_then_restore_as_another_name(sockdir: Path,
             assert result["pages"] == 50
             (info,) = control.restore(saved, as_name="db-copy")
             assert info["name"] == "db-copy" and info["pages"] == 50
+            assert control.drop("db-copy")["pages"] == 50
+            assert [c.name for c in control.snapshot().clients] == ["db"]
+            (info,) = control.restore(saved, as_name="db-copy")
             copy = tmem.connect(address, name="db-copy",
                                 resume=str(info["token"]))
+            assert copy.resume_token == info["token"]
             assert copy.pool(0).get_many([(7, i) for i in range(50)]) == \
                 pages[:50]
+            with pytest.raises(tmem.Busy, match="is connected"):
+                control.drop("db-copy")
             copy.close()
             with pytest.raises(tmem.InvalidArgument, match="absolute"):
                 control._wire.call(tmem.client.calls.control(
                     tmem.protocol.frames.Op.SAVE, client="db",
                     path="relative.tmem"))
-            with pytest.raises(tmem.StreamError):
+            with pytest.raises(tmem.StreamError, match=r"bad\.tmem'"):
                 bad = sockdir / "bad.tmem"
                 bad.write_bytes(saved.read_bytes()[:-10])
                 control.restore(bad)

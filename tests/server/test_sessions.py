@@ -4,28 +4,18 @@ their holder of the resume token gets them back."""
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 import tmem
-from tmem.testing import FakeClock, call_in_loop, daemon_in_thread
-
-
-def break_connection(client: tmem.client.RemoteClient) -> None:
-    """Cut the socket under the client, as a network blip would."""
-    sock = client._wire._sock
-    assert sock is not None
-    sock.shutdown(socket.SHUT_RDWR)
-
-
-def wait_for(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
+from tmem.testing import (
+    FakeClock,
+    break_connection,
+    call_in_loop,
+    daemon_in_thread,
+    wait_for,
+)
 
 
 def test_broken_connection_resumes_with_pools_and_ids(

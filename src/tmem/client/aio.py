@@ -62,6 +62,11 @@ class AsyncWire:
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._connecting = asyncio.Lock()
 
+    @property
+    def resume_token(self) -> bytes | None:
+        """The token that resumes this session, once it has one."""
+        return self._resume
+
     async def connect(self) -> Welcome:
         reader, writer = await self._open()
         self._conn, self._writer = ClientConnection(), writer
@@ -277,6 +282,12 @@ class AsyncClient:
         welcome = self._wire.welcome
         return -1 if welcome is None else welcome.client_id
 
+    @property
+    def resume_token(self) -> str | None:
+        """The session's resume token (hex), as RemoteClient's."""
+        token = self._wire.resume_token
+        return None if token is None else token.hex()
+
     async def new_pool(self, persistent: bool = False, shared: bool = False,
                        uuid: UuidLike | None = None) -> AsyncPool:
         pool_id, flags, parsed = await self._wire.call(
@@ -337,6 +348,10 @@ class AsyncControl:
 
     async def revoke(self, ref: ClientRef, uuid: UuidLike) -> None:
         await self._do(Op.REVOKE, client=ref, uuid=str(parse_uuid(uuid)))
+
+    async def drop(self, ref: ClientRef) -> object:
+        """End a detached session (see RemoteControl.drop)."""
+        return await self._do(Op.DROP, client=ref)
 
     async def freeable(self) -> int:
         result = await self._wire.call(calls.control(Op.FREEABLE))

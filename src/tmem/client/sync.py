@@ -83,6 +83,11 @@ class Wire:
         """Make the next `connect` resume the session with this token."""
         self._resume = token
 
+    @property
+    def resume_token(self) -> bytes | None:
+        """The token that resumes this session, once it has one."""
+        return self._resume
+
     def connect(self) -> Welcome:
         """Open the socket and say HELLO (resuming if we had a session)."""
         sock = self._open_socket()
@@ -348,6 +353,14 @@ class RemoteClient:
         return bool(self._wire.welcome and self._wire.welcome.admin)
 
     @property
+    def resume_token(self) -> str | None:
+        """The session's resume token (hex).  Another process may take
+        the session over with `connect(..., resume=token)`, even after
+        this one died, within the daemon's grace period."""
+        token = self._wire.resume_token
+        return None if token is None else token.hex()
+
+    @property
     def address(self) -> Address:
         return self._wire.address
 
@@ -485,6 +498,11 @@ class RemoteControl:
 
     def swap_status(self) -> dict[str, object]:
         return dict(self._wire.call(calls.control(Op.SWAP_STATUS)))
+
+    def drop(self, ref: ClientRef) -> dict[str, object]:
+        """End a detached session and destroy its private pools (Busy if
+        its program is connected)."""
+        return dict(self._wire.call(calls.control(Op.DROP, client=ref)))
 
     def close(self) -> None:
         self._wire.close()

@@ -109,6 +109,7 @@ class Op(enum.IntEnum):
     SWAP_ON = 50
     SWAP_OFF = 51
     SWAP_STATUS = 52
+    DROP = 53
 
 
 CONTROL_OPS = frozenset(op for op in Op if op >= 32)

@@ -82,5 +82,5 @@ def load_state(table: SessionTable, path: Path) -> None:
     path.unlink()
     pages = sum(c.persistent_pages for c in clients)
     log.info("restored %d sessions with %d persistent pages from %s (file "
-             "removed: the pages are in memory again); each waits %.0f s to "
-             "be resumed", len(clients), pages, path, table.grace)
+             "removed: the pages are in memory again); each waits for its "
+             "program to resume it", len(clients), pages, path)

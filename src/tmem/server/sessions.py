@@ -9,6 +9,12 @@ all.  After the grace period the session is closed: its private pools are
 destroyed.  A HELLO without a token always starts a new session, so a
 client never sees another session's pools, even under the same name.
 
+A session *handed over* to this daemon (restored from a file, loaded from
+the state file at start, migrated in) has no grace period until it is
+first resumed: its persistent pages were entrusted to the daemon, and the
+program that owns them may be idle for hours before its next request.
+Only an admin's DROP ends it before then.
+
 Rules:
 - Control operations need an admin session.
 - Shared-pool authorisations granted by client *name* apply to every
@@ -41,6 +47,7 @@ from tmem.engine.errors import (
     Moved,
     NoSuchClient,
     PermissionDenied,
+    StreamError,
     TmemError,
 )
 from tmem.engine.handles import parse_pool_flags, parse_uuid
@@ -87,6 +94,8 @@ class Session:
     detached_at: float = 0.0
     connection: object = None
     """The driver's handle of the attached connection (for takeover)."""
+    handed_over: bool = False
+    """Waits for its first resume with no grace period (see above)."""
     migrating: bool = False
     moved_to: str | None = None
     """Set once migrated: the MOVED message its requests are answered."""
@@ -162,6 +171,7 @@ class SessionTable:
                 f"{session.peer.uid}, not {peer.uid}")
         displaced = session.connection if session.attached else None
         session.attached, session.connection = True, connection
+        session.handed_over = False
         log.info("%s resumed from %s", session.describe(), peer.describe())
         return session, displaced
 
@@ -206,16 +216,32 @@ class SessionTable:
     def expire(self) -> None:
         """Close detached sessions whose grace period has run out."""
         now = self.clock()
-        for session in list(self.by_token.values()):
-            if not session.attached and \
-                    now - session.detached_at >= self.grace:
+        for session in self._expiring():
+            if now - session.detached_at >= self.grace:
                 self.close(session, "not resumed within the grace period")
 
     def next_expiry(self) -> float | None:
         """When `expire` next has work, on the table's clock."""
-        times = [s.detached_at + self.grace for s in self.by_token.values()
-                 if not s.attached]
+        times = [s.detached_at + self.grace for s in self._expiring()]
         return min(times, default=None)
+
+    def _expiring(self) -> list[Session]:
+        return [s for s in self.by_token.values()
+                if not s.attached and not s.handed_over]
+
+    def drop(self, client: Client) -> None:
+        """An admin ends a detached session (its private pools go).
+
+        Raises:
+            Busy: the session is attached: its program is using it.
+        """
+        session = self.session_of(client)
+        if session is None:
+            raise NoSuchClient(f"client {client.client_id} has no session")
+        if session.attached:
+            raise Busy(f"{session.describe()} is connected; only a "
+                       "detached session can be dropped")
+        self.close(session, "dropped by an admin")
 
     def sessions(self) -> list[Session]:
         return list(self.by_token.values())
@@ -391,6 +417,12 @@ class Dispatcher:
         if op == Op.RESTORE:
             return self._restore(_path(args), args.get("as"))
         ref = _client_ref(args)
+        if op == Op.DROP:
+            client = host.find_client(ref)
+            pages = client.persistent_pages
+            self.table.drop(client)
+            return {"client_id": client.client_id, "name": client.name,
+                    "pages": pages}
         if op == Op.FREEZE:
             host.freeze(ref)
         elif op == Op.THAW:
@@ -447,6 +479,8 @@ class Dispatcher:
         except OSError as error:
             raise InvalidArgument(f"cannot read {str(path)!r}: "
                                   f"{error.strerror or error}") from None
+        except StreamError as error:
+            raise StreamError(f"{str(path)!r}: {error}") from None
         with self.host.lock:
             clients = state.apply(self.host, images, as_name)
         sessions = adopt_restored(self.table, images, clients)
@@ -515,7 +549,8 @@ def adopt_restored(table: SessionTable, images: list[state.ClientImage],
             token = secrets.token_bytes(16)
         session = Session(client.client_id, client.name, client, token,
                           admin=False, peer=Peer("restored", ""),
-                          attached=False, detached_at=now)
+                          attached=False, detached_at=now,
+                          handed_over=True)
         table.adopt(session)
         sessions.append(session)
     return sessions
