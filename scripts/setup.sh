@@ -63,6 +63,10 @@ want="$(sha256sum pyproject.toml | cut -c1-16) $EXTRAS"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing tmem[$EXTRAS] into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+    # one line per package as it comes, so a minute of downloads shows
+    # progress; pip's errors go to stderr untouched (pipefail keeps its
+    # status)
+    .venv/bin/python -m pip install --progress-bar off -e ".[$EXTRAS]" \
+        | awk '/^(Collecting|Successfully installed)/ { print "setup:", $0 > "/dev/stderr" }'
     echo "$want" > "$stamp"
 fi

@@ -59,7 +59,8 @@ def demo(output: Path | None, as_json: bool) -> None:
               help="Print the summary as one JSON object at the end.")
 @click.option("--connect", "address", default=None,
               help="Use this daemon for the tmem run instead of starting "
-              "one (its capacity is set to the scenario's pool).")
+              "one (its capacity is the scenario's pool during the run, "
+              "then set back; its other clients share it).")
 @click.option("--compress", help="Override the scenario's codec.")
 @click.option("--guest-share", type=float,
               help="Override the share of RAM guests keep with tmem.")
@@ -254,13 +255,30 @@ def restore(file: Path, as_name: str | None,
             address: str | None) -> None:
     """Create clients from a state FILE (read by the daemon, on its host).
 
-    Each waits for its program to resume it; the resume token is printed.
+    Each waits for its program to resume it, however long that takes
+    (`tmem drop` ends it); the resume token is printed.
     """
     with _remote(address) as control:
         for c in control.restore(file, as_name):
             click.echo(f"restored client {c['name']} (id {c['client_id']}) "
                        f"with {c['pages']:,} persistent pages; resume "
                        f"token {c['token']}")
+
+
+@main.command("drop")
+@click.argument("client")
+@monitor_commands.connect_options
+def drop(client: str, address: str | None) -> None:
+    """End CLIENT's detached session and destroy its private pools.
+
+    For a session nobody will resume: restored, loaded from --state or
+    migrated in, such a session otherwise waits for its program forever.
+    A connected client is refused.
+    """
+    with _remote(address) as control:
+        result = control.drop(monitor_commands.client_ref(client))
+    click.echo(f"dropped client {result['name']} (id {result['client_id']})"
+               f" and its {result['pages']:,} persistent pages")
 
 
 @main.group()

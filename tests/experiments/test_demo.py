@@ -15,6 +15,7 @@ from click.testing import CliRunner
 import tmem
 from tmem import cli
 from tmem.experiments import demo, runner, scenario
+from tmem.testing import daemon_in_thread
 
 TOP = {"name": '"small"', "total_frames": "512", "guest_share": "0.25",
        "quantum": "100"}
@@ -75,6 +76,26 @@ def test_bad_scenarios_are_refused_in_one_line(tmp_path: Path, key: str,
     with pytest.raises(tmem.InvalidArgument, match=words) as info:
         scenario.load(write(tmp_path, small(**{key: value})))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("cap = -5", "guest 'a': cap = -5 must be >= 0 frames"),
+    ("weight = 99999999", "weight = 99999999 must be in 0..1000000"),
+    ("phases = 0", "phases = 0 must be >= 1"),
+    ("pages = 0", "pages = 0 must be >= 1"),
+    ('trace = "/nonexistent.trace"',
+     "trace file '/nonexistent.trace' does not exist"),
+])
+def test_bad_guest_settings_are_refused_before_anything_runs(
+        tmp_path: Path, line: str, words: str) -> None:
+    first, second = SMALL.split('name = "b"')
+    key = line.split()[0]
+    first = "\n".join(row for row in first.splitlines()
+                      if not row.startswith(f"{key} ="))
+    text = first.replace('name = "a"', f'name = "a"\n{line}') + \
+        '\nname = "b"' + second
+    with pytest.raises(tmem.InvalidArgument, match=words):
+        scenario.load(write(tmp_path, text))
 
 
 def test_missing_trace_and_workload_are_named(tmp_path: Path) -> None:
@@ -164,3 +185,23 @@ def test_a_schedule_longer_than_its_trace_is_refused(tmp_path: Path) -> None:
     with pytest.raises(tmem.InvalidArgument, match="too short for this "
                        "schedule"):
         scenario.load(write(tmp_path, text))
+
+
+def test_an_output_that_cannot_hold_results_is_refused_first(
+        tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    result = CliRunner().invoke(cli.main, [
+        "experiment", str(write(tmp_path, SMALL)), "--output", str(taken)])
+    assert result.exit_code == 2
+    assert result.output == (f"tmem: error: output {str(taken)!r} cannot "
+                             "hold the results: File exists\n")
+
+
+def test_a_daemon_lent_to_an_experiment_gets_its_capacity_back(
+        tmp_path: Path) -> None:
+    with daemon_in_thread(tmp_path / "s.sock", capacity="64MiB") as daemon:
+        s = scenario.load(write(tmp_path, SMALL))
+        demo.run(s, tmp_path / "out",
+                 address=f"unix:{daemon.config.socket}")
+        assert daemon.host.capacity == 64 << 20

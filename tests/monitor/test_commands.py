@@ -192,6 +192,20 @@ def test_bad_usage_is_refused_before_any_call(control: EmbeddedControl
     assert control.calls == 0
 
 
+def test_negative_values_are_checked_not_taken_for_options(
+        control: EmbeddedControl) -> None:
+    result = tmem_cli(control, "ctl", "weight", "web", "-5")
+    assert result.exit_code == 2
+    assert "'-5' is not a whole number" in result.output
+    result = tmem_cli(control, "ctl", "flush", "-1")
+    assert result.exit_code == 2
+    assert "not in the range x>0" in result.output
+    result = tmem_cli(control, "ctl", "cap", "web", "-1")
+    assert result.exit_code == 2
+    assert "'-1'" in result.output and "No such option" not in \
+        result.output
+
+
 def test_a_lost_daemon_is_a_one_line_error(control: EmbeddedControl
                                            ) -> None:
     control.disconnect()

@@ -23,7 +23,7 @@ def test_defaults_need_no_arguments() -> None:
 def test_file_then_flags(tmp_path: Path) -> None:
     path = tmp_path / "tmem.toml"
     path.write_text('[serve]\ncapacity = "2GiB"\ncompress = "zstd"\n'
-                    'socket_mode = 0o660\ngrace = 5\n')
+                    'socket_mode = "660"\ngrace = 5\n')
     config = cfg.load(path, {"compress": "none", "capacity": None})
     assert (config.capacity, config.compress) == (2 << 30, "none")
     assert config.socket_mode == 0o660 and config.grace == 5.0
@@ -37,6 +37,15 @@ def test_file_then_flags(tmp_path: Path) -> None:
     ('tcp = "nowhere"\n', "must be HOST:PORT"),
     ("grace = -1\n", "grace"),
     ("[serve\n", "is not TOML"),
+    ('dedup = "false"\n', "'dedup' has a bad value 'false': true or false"),
+    ("socket_mode = 400\n", "bad value 400: a quoted octal"),
+    ('socket_mode = "999"\n', "bad value '999'"),
+    ("socket_mode = true\n", "bad value True"),
+    ("max_clients = 1.7\n", "bad value 1.7: a whole number"),
+    ("max_clients = true\n", "bad value True: a whole number"),
+    ("grace = true\n", "bad value True: seconds"),
+    ("capacity = 0\n", "capacity 0 is below the minimum"),
+    ("state = 5\n", "bad value 5: a path"),
 ])
 def test_bad_settings_are_refused_naming_them(tmp_path: Path, text: str,
                                               words: str) -> None:

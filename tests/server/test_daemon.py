@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import uuid
 from pathlib import Path
 
@@ -146,3 +147,21 @@ def test_client_processes_share_the_daemon_concurrently(
         w.join(120)
     assert [w.exitcode for w in workers] == [0, 0, 0]
     call_in_loop(daemon, daemon.host.check)
+
+
+@pytest.mark.parametrize("setting", ["tcp", "metrics"])
+def test_an_address_in_use_stops_the_start_and_leaves_no_socket(
+        sockdir: Path, setting: str) -> None:
+    token = sockdir / "token"
+    token.write_text("t" * 32)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(tmem.InvalidArgument,
+                           match=f"{setting} address '{address}' cannot be "
+                           "served: .*in use"), \
+                daemon_in_thread(sockdir / "s.sock", token_file=token,
+                                 **{setting: address}):
+            pass
+    assert not (sockdir / "s.sock").exists()

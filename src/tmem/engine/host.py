@@ -53,6 +53,8 @@ from tmem.engine.stats import (
 
 ClientRef: TypeAlias = Client | int | str
 HOST_DEDUP_GROUP = "host"
+MAX_WEIGHT = 1_000_000
+"""The largest client weight (weights are relative; 100 is the default)."""
 
 
 class Host:
@@ -446,9 +448,9 @@ class Host:
 
 
 def _check_weight(weight: object) -> int:
-    if type(weight) is not int or not 0 <= weight <= 1_000_000:
+    if type(weight) is not int or not 0 <= weight <= MAX_WEIGHT:
         raise InvalidArgument(
-            f"weight {weight!r} must be an int in 0..1000000")
+            f"weight {weight!r} must be an int in 0..{MAX_WEIGHT}")
     return weight
 
 

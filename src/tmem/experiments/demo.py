@@ -10,6 +10,7 @@ names.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
+import tmem
+from tmem.engine.errors import InvalidArgument
 from tmem.engine.handles import format_size
 from tmem.experiments import report, runner
 from tmem.experiments.runner import RunResult, Sample
@@ -33,7 +36,30 @@ def default_output(scenario: Scenario) -> Path:
 
 def run(scenario: Scenario, output: Path, *, address: str | None = None,
         console: Console | None = None) -> dict[str, Any]:
-    """Both runs with live progress; write the results; return them."""
+    """Both runs with live progress; write the results; return them.
+
+    Raises:
+        InvalidArgument: `output` cannot be a folder of results, found
+            before anything runs.
+        ConnectionLost: no daemon answers at `address` (also early).
+        RunFailed: a guest or the daemon failed during a run.
+    """
+    made = not output.exists()
+    _make_folder(output)
+    try:
+        return _run_and_write(scenario, output, address, console)
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                output.rmdir()  # only if the run left it empty
+        raise
+
+
+def _run_and_write(scenario: Scenario, output: Path, address: str | None,
+                   console: Console | None) -> dict[str, Any]:
+    if address is not None:
+        with tmem.connect_control(address) as control:
+            control.snapshot()  # fail now, not after the static run
     console = console or Console(stderr=True)
     console.print(f"[bold]{scenario.name}[/bold]: {len(scenario.guests)} "
                   f"guests, {scenario.total_frames} frames of RAM "
@@ -44,6 +70,18 @@ def run(scenario: Scenario, output: Path, *, address: str | None = None,
     report.write_results(output, scenario, static, pooled, summary)
     report.plot(output, summary, pooled)
     return summary
+
+
+def _make_folder(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".tmem-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise InvalidArgument(
+            f"output {str(output)!r} cannot hold the results: "
+            f"{error.strerror or error}") from None
 
 
 def _with_progress(scenario: Scenario, tmem_run: bool, address: str | None,
@@ -66,10 +104,14 @@ def _with_progress(scenario: Scenario, tmem_run: bool, address: str | None,
             pool_line.plain = _pool_text(details["sample"])
 
     console.print(title)
-    with Live(Group(bars, pool_line), console=console,
-              refresh_per_second=4, transient=False):
-        result = runner.run(scenario, tmem_run, address=address,
-                            progress=progress)
+    try:
+        with Live(Group(bars, pool_line), console=console,
+                  refresh_per_second=4, transient=False):
+            result = runner.run(scenario, tmem_run, address=address,
+                                progress=progress)
+    finally:
+        if not console.is_terminal:
+            console.line()  # Live leaves a pipe mid-line
     console.print(f"  done in {result.seconds:.1f} s")
     return result
 

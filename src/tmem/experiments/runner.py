@@ -316,10 +316,15 @@ def _clock_ticks() -> int:
 @contextlib.contextmanager
 def _daemon(scenario: Scenario, address: str | None) -> Iterator[_Daemon]:
     if address is not None:
+        with tmem.connect_control(address) as control:
+            before = control.snapshot().host.capacity
         daemon = _Daemon(address, None, scenario.pool_bytes())
         try:
             yield daemon
         finally:
+            # someone else's daemon: give it back as we found it
+            with contextlib.suppress(tmem.TmemError):
+                daemon.control.set_capacity(before)
             daemon.control.close()
         return
     folder = Path(tempfile.mkdtemp(prefix="tmem-demo-"))

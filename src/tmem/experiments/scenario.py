@@ -48,6 +48,7 @@ from typing import Any
 from tmem import data
 from tmem.engine.codecs import codec_named
 from tmem.engine.errors import InvalidArgument
+from tmem.engine.host import MAX_WEIGHT
 from tmem.guest.balloon import SelfBalloon
 from tmem.guest.run import GuestConfig
 from tmem.guest.traces import TraceSpec, format_of
@@ -259,18 +260,29 @@ def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
         raise InvalidArgument(
             f"{at}: RAM of {frames} frames is below the minimum "
             f"{MIN_FRAMES}; give it more frames or raise total_frames")
-    for key in ("start", "idle", "weight"):
+    for key in ("start", "idle"):
         if getattr(g, key) < 0:
-            raise InvalidArgument(f"{at}: {key} must be >= 0")
-    if g.busy < 1 or g.phases < 1:
-        raise InvalidArgument(f"{at}: busy and phases must be >= 1")
+            raise InvalidArgument(
+                f"{at}: {key} = {getattr(g, key)!r} must be >= 0")
+    if not 0 <= g.weight <= MAX_WEIGHT:
+        raise InvalidArgument(f"{at}: weight = {g.weight!r} must be in "
+                              f"0..{MAX_WEIGHT}")
+    if g.cap is not None and g.cap < 0:
+        raise InvalidArgument(f"{at}: cap = {g.cap!r} must be >= 0 "
+                              "frames")
+    for key in ("busy", "phases", "pages"):
+        if getattr(g, key) < 1:
+            raise InvalidArgument(
+                f"{at}: {key} = {getattr(g, key)!r} must be >= 1")
     if g.workload == "synthetic-anon":
         return
     if g.trace is None:
         raise InvalidArgument(f"{at}: workload {g.workload!r} needs a "
                               "trace")
     spec = TraceSpec(g.trace, g.format, start=g.start, stop=g.start + 1)
-    spec.path()
+    if not spec.path().is_file():
+        raise InvalidArgument(f"{at}: trace file {str(spec.path())!r} "
+                              "does not exist or is not a file")
     if g.format is None:
         format_of(spec.path())
     last = g.start + (g.phases - 1) * g.busy

@@ -183,6 +183,9 @@ def _each(control: ControlAPI, client: str | None,
         click.echo("no clients")
 
 
+_NEGATIVE_VALUES = {"ignore_unknown_options": True}
+"""So `-5` reaches the value check instead of being taken for an option."""
+
 _words = click.argument("words", nargs=-1, metavar="[CLIENT]")
 _all = click.option("--all", "every", is_flag=True, help="Every client.")
 
@@ -210,7 +213,7 @@ def thaw(words: tuple[str, ...], every: bool, address: str | None) -> None:
     _each(control, client, control.thaw, "thawed")
 
 
-@ctl.command()
+@ctl.command(context_settings=_NEGATIVE_VALUES)
 @click.argument("words", nargs=-1, metavar="[CLIENT] WEIGHT")
 @_all
 @_connect_option
@@ -232,7 +235,7 @@ def weight(words: tuple[str, ...], every: bool,
           f"weight {amount}")
 
 
-@ctl.command()
+@ctl.command(context_settings=_NEGATIVE_VALUES)
 @click.argument("words", nargs=-1, metavar="[CLIENT] SIZE|none")
 @_all
 @_connect_option
@@ -285,7 +288,7 @@ def shared_auth(words: tuple[str, ...], every: bool, uuid: str,
     _each(control, client, lambda ref: action(ref, uuid), done)
 
 
-@ctl.command()
+@ctl.command(context_settings=_NEGATIVE_VALUES)
 @click.argument("mib", type=click.FloatRange(min=0, min_open=True))
 @_connect_option
 def flush(mib: float, address: str | None) -> None:

@@ -87,7 +87,8 @@ class Config:
             parse_host_port(self.metrics, "metrics")
         if not 0 <= self.socket_mode <= 0o777:
             raise InvalidArgument(
-                f"socket_mode {self.socket_mode:#o} is not a file mode")
+                f"socket_mode {self.socket_mode:#o} is not a file mode "
+                "(0o000..0o777)")
         for name in ("grace", "hello_timeout"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -100,22 +101,77 @@ class Config:
                     f"{name} {getattr(self, name)!r} must be >= 1")
 
 
+MIN_CAPACITY = 16 * 4096
+"""The smallest capacity the daemon serves (16 pages)."""
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(value)
+    return float(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise TypeError(value)
+    return Path(value)
+
+
+def _mode(value: Any) -> int:
+    """A quoted octal mode: TOML's 660 would be the decimal 660."""
+    if not isinstance(value, str) or \
+            not 1 <= len(value) <= 4 or \
+            any(c not in "01234567" for c in value) or int(value, 8) > 0o777:
+        raise ValueError(value)
+    return int(value, 8)
+
+
+def _capacity(value: Any) -> int:
+    nbytes = parse_size(value, "capacity")
+    if nbytes < MIN_CAPACITY:
+        raise InvalidArgument(
+            f"capacity {value!r} is below the minimum of {MIN_CAPACITY} "
+            "bytes (16 pages)")
+    return nbytes
+
+
 _CONVERT: dict[str, Any] = {
-    "socket": Path,
-    "socket_mode": lambda v: v if isinstance(v, int) else int(v, 8),
-    "tcp": str, "capacity": lambda v: parse_size(v, "capacity"),
-    "compress": str, "dedup": bool, "max_clients": int, "max_pools": int,
-    "max_connections": int, "grace": float, "hello_timeout": float,
-    "token_file": Path,
-    "admin_token_file": Path, "metrics": str, "state": Path,
+    "socket": _path, "socket_mode": _mode, "tcp": _text,
+    "capacity": _capacity, "compress": _text, "dedup": _flag,
+    "max_clients": _whole, "max_pools": _whole, "max_connections": _whole,
+    "grace": _seconds, "hello_timeout": _seconds, "token_file": _path,
+    "admin_token_file": _path, "metrics": _text, "state": _path,
 }
 
 
 _RULES = {
-    "socket_mode": "an octal file mode such as 600 or 660",
+    "socket_mode": 'a quoted octal file mode such as "600" or "660"',
+    "dedup": "true or false",
     "max_clients": "a whole number", "max_pools": "a whole number",
     "max_connections": "a whole number",
     "grace": "seconds, a number", "hello_timeout": "seconds, a number",
+    "socket": "a path", "token_file": "a path",
+    "admin_token_file": "a path", "state": "a path",
+    "tcp": "HOST:PORT as a string", "metrics": "HOST:PORT as a string",
+    "compress": "a codec name as a string",
 }
 
 

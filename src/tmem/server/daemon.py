@@ -104,28 +104,56 @@ class Daemon:
             persistence.check_state_path(state_file)
         sock = _bind_unix(self.config.socket, self.config.socket_mode)
         try:
+            await self._listen(sock)
             if state_file is not None:
                 persistence.load_state(self.table, state_file)
         except BaseException:
+            await self._unlisten()
             sock.close()
             self.config.socket.unlink(missing_ok=True)
             raise
-        self._servers.append(await loop.create_unix_server(
-            lambda: _Link(self), sock=sock))
-        if self.config.tcp is not None:
-            host, port = parse_host_port(self.config.tcp, "tcp")
-            self._servers.append(await loop.create_server(
-                lambda: _Link(self), host, port))
         self._tasks.append(loop.create_task(self._expire_sessions()))
-        if self.config.metrics is not None:
-            self._metrics = metrics.serve_metrics(self._snapshot_for_thread,
-                                                  self.config.metrics)
-            log.info("serving /metrics on %s:%d", *self._metrics.address)
         log.info("serving %s on %s%s (capacity %s, compress %s, dedup %s)",
                  "tmem", self.config.socket,
                  f" and tcp {self.config.tcp}" if self.config.tcp else "",
                  format_size(self.host.capacity), self.config.compress,
                  "on" if self.config.dedup else "off")
+
+    async def _listen(self, sock: socket.socket) -> None:
+        """Serve the bound Unix socket, then TCP and /metrics if asked.
+
+        Raises:
+            InvalidArgument: an address cannot be bound (in use, unknown
+                host, not allowed), naming it.
+        """
+        loop = asyncio.get_running_loop()
+        self._servers.append(await loop.create_unix_server(
+            lambda: _Link(self), sock=sock))
+        if self.config.tcp is not None:
+            host, port = parse_host_port(self.config.tcp, "tcp")
+            try:
+                self._servers.append(await loop.create_server(
+                    lambda: _Link(self), host, port))
+            except OSError as error:
+                raise _unservable("tcp", self.config.tcp, error) from None
+        if self.config.metrics is not None:
+            try:
+                self._metrics = metrics.serve_metrics(
+                    self._snapshot_for_thread, self.config.metrics)
+            except OSError as error:
+                raise _unservable("metrics", self.config.metrics,
+                                  error) from None
+            log.info("serving /metrics on %s:%d", *self._metrics.address)
+
+    async def _unlisten(self) -> None:
+        """Undo `_listen` after a failed start."""
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        self._servers.clear()
 
     async def serve_forever(self) -> None:
         """Run until `request_stop()` (or SIGINT/SIGTERM) ends it."""
@@ -405,6 +433,11 @@ class _Link(asyncio.Protocol):
             self.session = None
 
 
+def _unservable(what: str, address: str, error: OSError) -> InvalidArgument:
+    return InvalidArgument(f"{what} address {address!r} cannot be served: "
+                           f"{error.strerror or error}")
+
+
 def _bind_unix(path: Path, mode: int) -> socket.socket:
     """A listening Unix socket at `path`.
 
@@ -459,8 +492,8 @@ def _remove_stale(path: Path) -> None:
         path.unlink()  # a stale socket: nobody listens there
     else:
         raise InvalidArgument(
-            f"socket {str(path)!r} is in use: another tmem daemon is "
-            "running")
+            f"socket {str(path)!r} is in use: another server (a tmem "
+            "daemon?) listens there")
     finally:
         probe.close()
 

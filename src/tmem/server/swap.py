@@ -59,10 +59,7 @@ class SwapControl:
         """Why the daemon must not stop now (its exit guard), or None."""
         if self.device is None:
             return None
-        reason = stop_refusal(self.device.mountpoint)
-        if reason is None:
-            return None
-        return f"{reason}; run `tmem swap off` first"
+        return stop_refusal(self.device.mountpoint)
 
     async def turn_on(self, size: int | str, priority: int | None,
                       mountpoint: str | None) -> dict[str, Any]:

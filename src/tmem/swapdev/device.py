@@ -257,8 +257,8 @@ def stop_refusal(mountpoint: str = DEFAULT_MOUNTPOINT) -> str | None:
         return None
     area = swap_area(loops[0])
     used = "" if area is None else f", {format_size(area.used)} in use"
-    return (f"tmem swap is on at {loops[0]}{used}: run swap off before "
-            "stopping, or those pages are lost")
+    return (f"tmem swap is on at {loops[0]}{used}: run `tmem swap off` "
+            "before stopping, or those pages are lost")
 
 
 # -- helpers -----------------------------------------------------------------
