@@ -79,3 +79,32 @@ def test_async_errors_are_the_same_classes(address: str) -> None:
         await client.close()
 
     asyncio.run(main())
+
+
+def test_an_async_client_takes_over_a_session_by_its_token(
+        address: str, pages: list[bytes]) -> None:
+    owner = tmem.connect(address, name="handed")
+    owner.new_pool(persistent=True).put(1, 1, pages[0])
+    token = owner.resume_token
+    assert token is not None
+
+    async def main() -> None:
+        heir = await aio.connect(address, name="handed", resume=token)
+        assert heir.resume_token == token
+        assert await (await heir.pool(0)).get(1, 1) == pages[0]
+        await heir.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("token", ["zz", "abcd", "00" * 16, b"short"])
+def test_a_malformed_resume_token_is_refused_before_dialling(
+        token: str | bytes) -> None:
+    with pytest.raises(tmem.InvalidArgument, match="resume token"):
+        tmem.connect("unix:/nonexistent/tmem.sock", resume=token)
+
+    async def main() -> None:
+        with pytest.raises(tmem.InvalidArgument, match="resume token"):
+            await aio.connect("unix:/nonexistent/tmem.sock", resume=token)
+
+    asyncio.run(main())

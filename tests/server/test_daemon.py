@@ -97,6 +97,23 @@ def test_control_needs_an_admin(sockdir: Path, pages: list[bytes]) -> None:
         control.close()
 
 
+def test_a_resume_token_admits_its_session_over_tcp_without_a_token(
+        sockdir: Path, pages: list[bytes]) -> None:
+    token = sockdir / "token"
+    token.write_text("tenant-token-0123456789")
+    with daemon_in_thread(sockdir / "t.sock", tcp="127.0.0.1:0",
+                          token_file=token) as d:
+        local = tmem.connect(f"unix:{d.config.socket}", name="moved")
+        local.new_pool(persistent=True).put(1, 1, pages[0])
+        # as a client redirected to TCP by a migration, with no token
+        remote = tmem.connect(f"tcp:127.0.0.1:{d.tcp_port}", name="moved",
+                              resume=local.resume_token)
+        assert remote.pool(0).get(1, 1) == pages[0]
+        with pytest.raises(tmem.PermissionDenied, match="no valid token"):
+            tmem.connect(f"tcp:127.0.0.1:{d.tcp_port}", name="new")
+        remote.close()
+
+
 def test_control_operations_show_in_the_next_snapshot(
         address: str, pages: list[bytes]) -> None:
     with tmem.connect(address, name="g") as client, \

@@ -67,6 +67,10 @@ class AsyncWire:
         """The token that resumes this session, once it has one."""
         return self._resume
 
+    def resume_with(self, token: bytes) -> None:
+        """Make the next `connect` resume the session with this token."""
+        self._resume = token
+
     async def connect(self) -> Welcome:
         reader, writer = await self._open()
         self._conn, self._writer = ClientConnection(), writer
@@ -365,9 +369,12 @@ class AsyncControl:
 
 async def connect(address: str | None = None, name: str = "client", *,
                   token: bytes | str | None = None,
-                  resume_window: float = 10.0) -> AsyncClient:
+                  resume_window: float = 30.0,
+                  resume: bytes | str | None = None) -> AsyncClient:
     """Open a session with a tmem daemon (see `tmem.connect`)."""
     wire = AsyncWire(parse_address(address), name, _token(token), False,
                      resume_window)
+    if resume is not None:
+        wire.resume_with(calls.resume_token(resume))
     await wire.connect()
     return AsyncClient(wire)

@@ -201,6 +201,27 @@ _NOT_IDEMPOTENT = {Op.FLUSH_MEMORY, Op.SAVE, Op.RESTORE, Op.MIGRATE,
                    Op.SWAP_OFF}
 
 
+def resume_token(value: bytes | str) -> bytes:
+    """A resume token given as 16 bytes or 32 hex digits, checked.
+
+    Raises:
+        InvalidArgument: any other length or text, or all zeros (which
+            the HELLO frame reads as "no session").
+    """
+    token = value
+    if isinstance(value, str):
+        try:
+            token = bytes.fromhex(value)
+        except ValueError:
+            token = b""
+    if not isinstance(token, bytes) or len(token) != 16 or \
+            token == bytes(16):
+        raise InvalidArgument(
+            f"resume token {value!r} must be the 32 hex digits (or 16 "
+            "bytes) a session was given, not all zeros")
+    return token
+
+
 def control(op: Op, **args: Any) -> Call[Any]:
     return Call(op, [frames.encode_json(args)], frames.decode_json,
                 resend=op not in _NOT_IDEMPOTENT)

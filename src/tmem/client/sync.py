@@ -538,8 +538,7 @@ def connect(address: str | None = None, name: str = "client", *,
     wire = Wire(parse_address(address), name, _token(token), False,
                 timeout, resume_window)
     if resume is not None:
-        wire.resume_with(bytes.fromhex(resume) if isinstance(resume, str)
-                         else resume)
+        wire.resume_with(calls.resume_token(resume))
     wire.connect()
     return RemoteClient(wire)
 

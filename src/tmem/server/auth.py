@@ -7,6 +7,10 @@ Rules:
   the admin token.
 - TCP: off unless configured, and then every HELLO must carry the tenant
   token or the admin token; the admin token makes an admin.
+- A HELLO that resumes a session is admitted by its resume token alone (a
+  secret as long as the tenant token, good for that one session): so a
+  client redirected after a migration reaches its session over TCP even
+  if it came from a Unix socket and holds no tenant token.
 - Tokens are compared in constant time.
 - A control-only session (an admin tool) must be an admin.
 """

@@ -124,10 +124,10 @@ class SessionTable:
         Returns the session, the WELCOME to send, and the connection it
         displaced (a resumed session still attached elsewhere), or None.
         """
-        admin = self.policy.admit(peer, hello.token, hello.control)
-        if hello.resume is not None:
+        if hello.resume is not None and not hello.control:
             session, displaced = self._resume(hello, peer, connection)
         else:
+            admin = self.policy.admit(peer, hello.token, hello.control)
             session, displaced = self._open(hello, peer, admin,
                                             connection), None
         welcome = Welcome(
@@ -196,8 +196,8 @@ class SessionTable:
         session.attached = False
         session.connection = None
         session.detached_at = self.clock()
-        if session.client is None:
-            self._forget(session)
+        if session.client is None or not self.holds(session.token):
+            self._forget(session)  # a control session, or closed already
             log.info("%s disconnected", session.describe())
             return
         log.info("%s disconnected; resumable for %.0f s",
