@@ -152,7 +152,7 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
     config = cfg.load(config_file, overrides)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s tmem: %(message)s")
-    daemon.run(config)
+    sys.exit(daemon.run(config))
 
 
 @bench.command("server")

@@ -100,7 +100,8 @@ def test_sizes_parse_binary_and_decimal_units(text: object,
     assert h.parse_size(text) == value
 
 
-@pytest.mark.parametrize("bad", ["12 parsecs", "", "-1M", -5, None, 1.5])
+@pytest.mark.parametrize("bad", ["12 parsecs", "", "-1M", -5, None, 1.5, "1.5",
+                                 "2.5B"])
 def test_sizes_refuse_nonsense(bad: object) -> None:
     with pytest.raises(InvalidArgument, match="capacity"):
         h.parse_size(bad, "capacity")

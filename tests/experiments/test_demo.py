@@ -200,8 +200,43 @@ def test_an_output_that_cannot_hold_results_is_refused_first(
 
 def test_a_daemon_lent_to_an_experiment_gets_its_capacity_back(
         tmp_path: Path) -> None:
-    with daemon_in_thread(tmp_path / "s.sock", capacity="64MiB") as daemon:
-        s = scenario.load(write(tmp_path, SMALL))
-        demo.run(s, tmp_path / "out",
-                 address=f"unix:{daemon.config.socket}")
+    with daemon_in_thread(tmp_path / "s.sock", capacity="64MiB",
+                          compress="none") as daemon:
+        s = scenario.load(write(tmp_path, small(compress='"zstd"')))
+        summary = demo.run(s, tmp_path / "out",
+                           address=f"unix:{daemon.config.socket}")
         assert daemon.host.capacity == 64 << 20
+    # the scenario's codec, not the daemon's default, packed the pool
+    assert summary["pool"]["compression_ratio"] > 1.5
+
+
+def test_a_daemon_with_clients_or_without_dedup_is_not_lent(
+        tmp_path: Path) -> None:
+    with daemon_in_thread(tmp_path / "s.sock") as daemon:
+        address = f"unix:{daemon.config.socket}"
+        deduped = scenario.load(write(tmp_path, small(dedup="true")))
+        with pytest.raises(tmem.InvalidArgument, match="sets dedup"):
+            demo.run(deduped, tmp_path / "out", address=address)
+        with tmem.connect(address, name="tenant"):
+            plain = scenario.load(write(tmp_path, SMALL))
+            with pytest.raises(tmem.InvalidArgument,
+                               match=r"already has clients \(tenant\)"):
+                demo.run(plain, tmp_path / "out", address=address)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"guest_share": "0.999"}, "a pool needs at least 16"),
+    ({"total_frames": "9223372036854775807"}, "must be in 1..1048576"),
+])
+def test_scenarios_that_leave_no_pool_or_too_much_ram_are_refused(
+        tmp_path: Path, change: dict[str, str], words: str) -> None:
+    with pytest.raises(tmem.InvalidArgument, match=words):
+        scenario.load(write(tmp_path, small(**change)))
+
+
+def test_guest_frames_beyond_the_total_are_refused(tmp_path: Path) -> None:
+    text = SMALL.replace('name = "a"', 'name = "a"\nframes = 5000')
+    with pytest.raises(tmem.InvalidArgument, match="add up to 5000, more "
+                       "than total_frames 512"):
+        scenario.load(write(tmp_path, text))

@@ -196,7 +196,7 @@ def test_negative_values_are_checked_not_taken_for_options(
         control: EmbeddedControl) -> None:
     result = tmem_cli(control, "ctl", "weight", "web", "-5")
     assert result.exit_code == 2
-    assert "'-5' is not a whole number" in result.output
+    assert "'-5' must be a whole number >= 0" in result.output
     result = tmem_cli(control, "ctl", "flush", "-1")
     assert result.exit_code == 2
     assert "not in the range x>0" in result.output

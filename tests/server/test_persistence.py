@@ -146,3 +146,18 @@ def test_saved_files_are_private_and_not_overwritten(
         assert saved.read_text() == "important"
         control.save("db", saved, force=True)
         assert saved.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_state_that_cannot_be_saved_at_shutdown_is_reported(
+        sockdir: Path, pages: list[bytes]) -> None:
+    folder = sockdir / "state"
+    folder.mkdir()
+    with daemon_in_thread(sockdir / "s.sock",
+                          state=folder / "tmem.state") as daemon:
+        client = tmem.connect(f"unix:{daemon.config.socket}", name="p",
+                              resume_window=0.0)
+        client.new_pool(persistent=True).put(1, 1, pages[0])
+        folder.rmdir()
+        assert not daemon.lost_pages
+    assert daemon.lost_pages  # and `tmem serve` exits 1
+    client._wire._drop()

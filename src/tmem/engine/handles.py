@@ -203,8 +203,12 @@ def parse_size(value: object, what: str = "size") -> int:
     if isinstance(value, str):
         match = _SIZE.fullmatch(value)
         if match and match.group(2).lower() in _UNITS:
-            number = float(match.group(1))
-            return int(number * _UNITS[match.group(2).lower()])
+            number, unit = float(match.group(1)), _UNITS[
+                match.group(2).lower()]
+            if unit == 1 and not number.is_integer():
+                raise InvalidArgument(
+                    f"{what} {value!r} must be a whole number of bytes")
+            return int(number * unit)
     raise InvalidArgument(
         f"{what} {value!r} is not a size: use bytes or a number with "
         "K/M/G/T, KiB/MiB/GiB/TiB or KB/MB/GB/TB")

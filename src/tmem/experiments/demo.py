@@ -20,7 +20,6 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
-import tmem
 from tmem.engine.errors import InvalidArgument
 from tmem.engine.handles import format_size
 from tmem.experiments import report, runner
@@ -58,8 +57,7 @@ def run(scenario: Scenario, output: Path, *, address: str | None = None,
 def _run_and_write(scenario: Scenario, output: Path, address: str | None,
                    console: Console | None) -> dict[str, Any]:
     if address is not None:
-        with tmem.connect_control(address) as control:
-            control.snapshot()  # fail now, not after the static run
+        runner.check_lent_daemon(scenario, address)  # now, not after a run
     console = console or Console(stderr=True)
     console.print(f"[bold]{scenario.name}[/bold]: {len(scenario.guests)} "
                   f"guests, {scenario.total_frames} frames of RAM "

@@ -200,11 +200,13 @@ def _footer(console: Any, summary: dict[str, Any]) -> None:
         f"compression ratio {pool['compression_ratio']:.2f}, dedup saved "
         f"{format_size(pool['dedup_saved_bytes'])}, "
         f"{pool['evictions']:,} evictions")
+    daemon_cpu = summary["daemon_cpu_s"]
+    in_daemon = ("the daemon's not measured (--connect)" if daemon_cpu is None
+                 else f"plus {daemon_cpu:.1f} s in the daemon")
     console.print(
         f"CPU: guests {cpu['static']:.1f} s static, {cpu['tmem']:.1f} s "
-        f"with tmem, plus {summary['daemon_cpu_s']:.1f} s in the daemon; "
-        f"wall {summary['wall_s']['static']:.1f} s vs "
-        f"{summary['wall_s']['tmem']:.1f} s")
+        f"with tmem, {in_daemon}; wall {summary['wall_s']['static']:.1f} s "
+        f"vs {summary['wall_s']['tmem']:.1f} s")
     console.print(f"[bold]disk reads: "
                   f"{_saved_words(summary['reads_saved'])}[/bold]")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import tmem
-from tmem.engine.errors import ConnectionLost, TmemError
+from tmem.engine.errors import ConnectionLost, InvalidArgument, TmemError
 from tmem.engine.stats import Snapshot, to_dict
 from tmem.experiments.scenario import Scenario
 from tmem.guest.run import GuestConfig, GuestRun
@@ -66,7 +66,8 @@ class RunResult:
     samples: list[Sample] = field(default_factory=list)
     host: dict[str, Any] | None = None
     """The daemon's host snapshot after the last round (tmem run)."""
-    daemon_cpu_s: float = 0.0
+    daemon_cpu_s: float | None = None
+    """CPU the daemon spent (None: a lent daemon, not measured)."""
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -258,9 +259,11 @@ class _Daemon:
         self._lent = 0
 
     def apply_settings(self, scenario: Scenario) -> None:
-        """Each guest's weight and cap, set as the host's admin would."""
+        """Each guest's weight, cap and codec, set as the host's admin
+        would (a daemon we were lent may default to another codec)."""
         for plan in scenario.guests:
             self.control.set_weight(plan.name, plan.weight)
+            self.control.set_compress(plan.name, scenario.compress)
             if plan.cap is not None:
                 self.control.set_cap(plan.name, plan.cap * 4096)
 
@@ -299,9 +302,9 @@ class _Daemon:
             self.control.set_capacity(self.base_capacity + given * 4096)
             self._lent = given
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> float | None:
         if self.process is None:
-            return 0.0
+            return None  # a lent daemon also serves others
         with open(f"/proc/{self.process.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = int(fields[11]) + int(fields[12])
@@ -311,6 +314,28 @@ class _Daemon:
 def _clock_ticks() -> int:
     import os
     return int(os.sysconf("SC_CLK_TCK"))
+
+
+def check_lent_daemon(scenario: Scenario, address: str) -> None:
+    """Refuse a daemon an experiment cannot measure honestly.
+
+    Raises:
+        ConnectionLost: nothing answers at `address`.
+        InvalidArgument: it has clients already (their pages would sit in
+            the pool the scenario sizes), or the scenario wants dedup,
+            which only a daemon's start-up settings turn on.
+    """
+    with tmem.connect_control(address) as control:
+        clients = control.snapshot().clients
+    if clients:
+        names = ", ".join(sorted({c.name for c in clients}))
+        raise InvalidArgument(
+            f"the daemon at {address} already has clients ({names}); an "
+            "experiment needs one to itself, or none (no --connect)")
+    if scenario.dedup:
+        raise InvalidArgument(
+            f"the scenario sets dedup, which the daemon at {address} "
+            "takes only from its own settings; run it without --connect")
 
 
 @contextlib.contextmanager

@@ -59,9 +59,12 @@ from tmem.guest.workloads import (
     Phase,
     SyntheticAnon,
 )
+from tmem.server.config import MIN_CAPACITY
 
 MIN_FRAMES = 64
 """Fewest RAM frames a guest can run with (page tables aside)."""
+MAX_FRAMES = 1 << 20
+"""4 GiB of guest RAM in all: guests hold their frames' pages for real."""
 WORKLOADS = ("block", "anon", "synthetic-anon")
 
 
@@ -229,9 +232,6 @@ def _guest(raw: object, where: str) -> GuestPlan:
 
 
 def _check(s: Scenario, where: str) -> None:
-    if s.total_frames < 1:
-        raise InvalidArgument(f"{where}: total_frames {s.total_frames!r} "
-                              "must be positive")
     names = [g.name for g in s.guests]
     if len(set(names)) != len(names):
         raise InvalidArgument(f"{where}: guest names {names!r} must "
@@ -242,13 +242,22 @@ def _check(s: Scenario, where: str) -> None:
     if s.quantum < 1:
         raise InvalidArgument(f"{where}: quantum {s.quantum!r} must be "
                               ">= 1")
+    if not 0 < s.total_frames <= MAX_FRAMES:
+        raise InvalidArgument(f"{where}: total_frames {s.total_frames!r} "
+                              f"must be in 1..{MAX_FRAMES}")
     codec_named(s.compress)
+    given = sum(g.frames or 0 for g in s.guests)
+    if given > s.total_frames:
+        raise InvalidArgument(
+            f"{where}: the guests' frames add up to {given}, more than "
+            f"total_frames {s.total_frames}")
     for guest, frames in zip(s.guests, s.static_frames(), strict=True):
         _check_guest(guest, frames, where)
-    if s.pool_bytes() <= 0:
+    if s.pool_bytes() < MIN_CAPACITY:
         raise InvalidArgument(
             f"{where}: with guest_share {s.guest_share} the guests keep "
-            "all the RAM; nothing is left to pool")
+            f"all but {max(0, s.pool_bytes()) // 4096} frames; a pool "
+            f"needs at least {MIN_CAPACITY // 4096}")
 
 
 def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
@@ -280,6 +289,10 @@ def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
         raise InvalidArgument(f"{at}: workload {g.workload!r} needs a "
                               "trace")
     spec = TraceSpec(g.trace, g.format, start=g.start, stop=g.start + 1)
+    try:
+        spec.path()
+    except InvalidArgument as error:
+        raise InvalidArgument(f"{at}: {error}") from None
     if not spec.path().is_file():
         raise InvalidArgument(f"{at}: trace file {str(spec.path())!r} "
                               "does not exist or is not a file")

@@ -227,7 +227,7 @@ def weight(words: tuple[str, ...], every: bool,
     client, value = _split(words, every, "WEIGHT")
     assert value is not None
     if not value.isdigit():
-        raise click.BadParameter(f"{value!r} is not a whole number",
+        raise click.BadParameter(f"{value!r} must be a whole number >= 0",
                                  param_hint="WEIGHT")
     amount = int(value)
     control = open_control(address)

@@ -12,7 +12,6 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -89,18 +88,20 @@ class Config:
             raise InvalidArgument(
                 f"socket_mode {self.socket_mode:#o} is not a file mode "
                 "(0o000..0o777)")
-        for name in ("grace", "hello_timeout"):
+        for name, low in (("grace", 0.0), ("hello_timeout", 0.1)):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
+            if not low <= value <= MAX_SECONDS:
                 raise InvalidArgument(
-                    f"{name} {value!r} must be a finite number of seconds "
-                    ">= 0")
+                    f"{name} {value!r} must be seconds in "
+                    f"{low:g}..{MAX_SECONDS:.0f} (30 days)")
         for name in ("max_clients", "max_pools", "max_connections"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(
                     f"{name} {getattr(self, name)!r} must be >= 1")
 
 
+MAX_SECONDS = 30 * 86400.0
+"""The longest grace period or hello timeout."""
 MIN_CAPACITY = 16 * 4096
 """The smallest capacity the daemon serves (16 pages)."""
 

@@ -82,6 +82,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[Any]] = set()
         self._metrics: metrics.MetricsServer | None = None
+        self.lost_pages = False
+        """Set when the state could not be saved at shutdown."""
         self._servers: list[asyncio.base_events.Server] = []
         self._stopped: asyncio.Event | None = None
 
@@ -204,6 +206,7 @@ class Daemon:
             try:
                 persistence.save_state(self.table, self.config.state)
             except OSError as error:
+                self.lost_pages = True
                 log.error("could not save the state to %s: %s; persistent "
                           "pages are lost", self.config.state, error)
         for link in list(self.links):
@@ -498,12 +501,15 @@ def _remove_stale(path: Path) -> None:
         probe.close()
 
 
-def run(config: Config) -> None:
-    """Serve until stopped (the body of `tmem serve`)."""
+def run(config: Config) -> int:
+    """Serve until stopped (the body of `tmem serve`); return the exit
+    status: 1 if persistent pages were lost at shutdown, else 0."""
     try:
         import uvloop
     except ImportError:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    runner(Daemon(config).serve_forever())
+    daemon = Daemon(config)
+    runner(daemon.serve_forever())
+    return 1 if daemon.lost_pages else 0

@@ -61,9 +61,8 @@ def save_state(table: SessionTable, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    log.info("saved %d sessions, %d persistent pages (%s) to %s",
-             writer.clients, writer.pages, format_size(writer.page_bytes),
-             path)
+    log.info("saved to %s: sessions %d, persistent pages %d (%s)", path,
+             writer.clients, writer.pages, format_size(writer.page_bytes))
 
 
 def load_state(table: SessionTable, path: Path) -> None:
@@ -81,6 +80,6 @@ def load_state(table: SessionTable, path: Path) -> None:
     adopt_restored(table, images, clients)
     path.unlink()
     pages = sum(c.persistent_pages for c in clients)
-    log.info("restored %d sessions with %d persistent pages from %s (file "
+    log.info("restored from %s: sessions %d, persistent pages %d (file "
              "removed: the pages are in memory again); each waits for its "
-             "program to resume it", len(clients), pages, path)
+             "program to resume it", path, len(clients), pages)
