@@ -45,6 +45,7 @@ def test_file_then_flags(tmp_path: Path) -> None:
     ("max_clients = true\n", "bad value True: a whole number"),
     ("grace = true\n", "bad value True: seconds"),
     ("capacity = 0\n", "capacity 0 is below the minimum"),
+    ('capacity = "9999TiB"\n', "more than this machine's memory"),
     ("state = 5\n", "bad value 5: a path"),
     ("grace = 1e308\n", r"grace 1e\+308 must be seconds in 0\.\.2592000"),
     ("hello_timeout = 0\n", r"hello_timeout 0.0 must be seconds in 0\.1"),

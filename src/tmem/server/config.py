@@ -20,7 +20,8 @@ from typing import Any
 
 from tmem.engine.codecs import codec_named
 from tmem.engine.errors import InvalidArgument
-from tmem.engine.handles import parse_size
+from tmem.engine.handles import format_size, parse_size
+from tmem.swapdev.system import meminfo
 
 
 def default_socket() -> Path:
@@ -33,14 +34,7 @@ def default_socket() -> Path:
 
 def default_capacity() -> int:
     """A quarter of MemAvailable (or 256 MiB if /proc says nothing)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 4
-    except OSError:
-        pass
-    return 256 << 20
+    return meminfo().get("MemAvailable", 1 << 30) // 4
 
 
 @dataclass
@@ -151,6 +145,11 @@ def _capacity(value: Any) -> int:
         raise InvalidArgument(
             f"capacity {value!r} is below the minimum of {MIN_CAPACITY} "
             "bytes (16 pages)")
+    total = meminfo().get("MemTotal")
+    if total is not None and nbytes > total:
+        raise InvalidArgument(
+            f"capacity {value!r} is more than this machine's memory "
+            f"({format_size(total)}): the pool lends RAM it has")
     return nbytes
 
 

@@ -144,10 +144,18 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return values
 
 
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo now, in bytes (empty where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            return parse_meminfo(f.read())
+    except OSError:
+        return {}
+
+
 def mem_available() -> int:
     """Bytes the kernel estimates it can give without swapping."""
-    with open("/proc/meminfo") as f:
-        return parse_meminfo(f.read())["MemAvailable"]
+    return meminfo()["MemAvailable"]
 
 
 # -- mounts and loop devices -------------------------------------------------
