@@ -44,48 +44,28 @@ from tmem.protocol.frames import Op, Status, Welcome
 T = TypeVar("T")
 
 
-class AsyncWire:
+class AsyncWire(calls.Session):
     """One pipelined connection and the session it carries."""
 
     def __init__(self, address: Address, name: str, token: bytes,
                  control: bool, resume_window: float) -> None:
-        self.address = address
-        self.name = name
-        self.token = token
-        self.control = control
-        self.resume_window = resume_window
-        self.welcome: Welcome | None = None
-        self._resume: bytes | None = None
+        super().__init__(address, name, token, control, resume_window)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._conn = ClientConnection()
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._connecting = asyncio.Lock()
 
-    @property
-    def resume_token(self) -> bytes | None:
-        """The token that resumes this session, once it has one."""
-        return self._resume
-
-    def resume_with(self, token: bytes) -> None:
-        """Make the next `connect` resume the session with this token."""
-        self._resume = token
-
     async def connect(self) -> Welcome:
         reader, writer = await self._open()
         self._conn, self._writer = ClientConnection(), writer
         self._reader_task = asyncio.create_task(self._read(reader))
-        resume = None if self.control else self._resume
-        body = frames.encode_hello(self.name, self.token, resume,
-                                   self.control)
         try:
-            reply = await self._exchange(Op.HELLO, [body])
+            reply = await self._exchange(Op.HELLO, self.hello())
         except BaseException:
             await self._drop()
             raise
-        self.welcome = frames.decode_welcome(reply)
-        self._resume = self.welcome.resume
-        return self.welcome
+        return self.welcomed(reply)
 
     async def _open(self) -> tuple[asyncio.StreamReader,
                                    asyncio.StreamWriter]:
@@ -264,7 +244,7 @@ class AsyncPool:
         return await self._wire.call(calls.pool_stats(self.pool_id))
 
 
-class AsyncClient:
+class AsyncClient(calls.SessionFacts[AsyncWire]):
     """A session with a daemon; every operation is a coroutine."""
 
     def __init__(self, wire: AsyncWire) -> None:
@@ -276,21 +256,6 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    @property
-    def name(self) -> str:
-        return self._wire.name
-
-    @property
-    def client_id(self) -> int:
-        welcome = self._wire.welcome
-        return -1 if welcome is None else welcome.client_id
-
-    @property
-    def resume_token(self) -> str | None:
-        """The session's resume token (hex), as RemoteClient's."""
-        token = self._wire.resume_token
-        return None if token is None else token.hex()
 
     async def new_pool(self, persistent: bool = False, shared: bool = False,
                        uuid: UuidLike | None = None) -> AsyncPool:

@@ -1,7 +1,8 @@
 """Each operation as a request to send and a way to read its reply.
 
 The sync and the asyncio clients share these builders, so the wire
-encoding of every call lives in one place.  A `Call` is the opcode, the
+encoding of every call lives in one place; and `Session`, what a
+connection says in its HELLO and keeps from the WELCOME.  A `Call` is the opcode, the
 buffers of the request body and a function turning the OK reply's body
 into the result.  Arguments are checked here, before anything is sent,
 with the engine's own checks (the daemon checks again).
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from tmem.client.address import Address
 from tmem.engine.errors import InvalidArgument, ProtocolError
 from tmem.engine.handles import (
     OidLike,
@@ -29,7 +31,7 @@ from tmem.engine.handles import (
 )
 from tmem.engine.stats import ClientStats, PoolStats, Snapshot, from_dict
 from tmem.protocol import frames
-from tmem.protocol.frames import U32, Op
+from tmem.protocol.frames import U32, Op, Welcome
 
 T = TypeVar("T")
 
@@ -199,6 +201,70 @@ def close() -> Call[None]:
 _NOT_IDEMPOTENT = {Op.FLUSH_MEMORY, Op.SAVE, Op.RESTORE, Op.MIGRATE,
                    Op.RESTORE_BEGIN, Op.RESTORE_COMMIT, Op.SWAP_ON,
                    Op.SWAP_OFF}
+
+
+class Session:
+    """Who a connection says it is, and the session the daemon gave it.
+
+    The base of both clients' wires: they differ in I/O only.
+    """
+
+    def __init__(self, address: Address, name: str, token: bytes,
+                 control: bool, resume_window: float) -> None:
+        self.address = address
+        self.name = name
+        self.token = token
+        self.control = control
+        self.resume_window = resume_window
+        self.welcome: Welcome | None = None
+        self._resume: bytes | None = None
+
+    @property
+    def resume_token(self) -> bytes | None:
+        """The token that resumes this session, once it has one."""
+        return self._resume
+
+    def resume_with(self, token: bytes) -> None:
+        """Make the next HELLO resume the session with this token."""
+        self._resume = token
+
+    def hello(self) -> list[bytes]:
+        """The HELLO body (resuming if we had a session)."""
+        resume = None if self.control else self._resume
+        return [frames.encode_hello(self.name, self.token, resume,
+                                    self.control)]
+
+    def welcomed(self, reply: bytes) -> Welcome:
+        """Keep what the WELCOME says; return it."""
+        self.welcome = frames.decode_welcome(reply)
+        self._resume = self.welcome.resume
+        return self.welcome
+
+
+WireT = TypeVar("WireT", bound=Session)
+
+
+class SessionFacts(Generic[WireT]):
+    """The read-only facts both clients offer about their session."""
+
+    _wire: WireT
+
+    @property
+    def name(self) -> str:
+        return self._wire.name
+
+    @property
+    def client_id(self) -> int:
+        welcome = self._wire.welcome
+        return -1 if welcome is None else welcome.client_id
+
+    @property
+    def resume_token(self) -> str | None:
+        """The session's resume token (hex).  Another process may take
+        the session over with `connect(..., resume=token)`, even after
+        this one died, within the daemon's grace period."""
+        token = self._wire.resume_token
+        return None if token is None else token.hex()
 
 
 def resume_token(value: bytes | str) -> bytes:

@@ -61,48 +61,28 @@ RECV_SIZE = 1 << 18
 IOV_GROUP = 512
 
 
-class Wire:
+class Wire(calls.Session):
     """One socket to the daemon and the session it carries."""
 
     def __init__(self, address: Address, name: str, token: bytes,
                  control: bool, timeout: float | None,
                  resume_window: float) -> None:
-        self.address = address
-        self.name = name
-        self.token = token
-        self.control = control
+        super().__init__(address, name, token, control, resume_window)
         self.timeout = timeout
-        self.resume_window = resume_window
-        self.welcome: Welcome | None = None
-        self._resume: bytes | None = None
         self._sock: socket.socket | None = None
         self._conn = ClientConnection()
         self._lock = threading.Lock()
-
-    def resume_with(self, token: bytes) -> None:
-        """Make the next `connect` resume the session with this token."""
-        self._resume = token
-
-    @property
-    def resume_token(self) -> bytes | None:
-        """The token that resumes this session, once it has one."""
-        return self._resume
 
     def connect(self) -> Welcome:
         """Open the socket and say HELLO (resuming if we had a session)."""
         sock = self._open_socket()
         self._sock, self._conn = sock, ClientConnection()
-        resume = None if self.control else self._resume
-        body = frames.encode_hello(self.name, self.token, resume,
-                                   self.control)
         try:
-            reply = self._exchange(Op.HELLO, [body])
+            reply = self._exchange(Op.HELLO, self.hello())
         except BaseException:
             self._drop()
             raise
-        self.welcome = frames.decode_welcome(reply)
-        self._resume = self.welcome.resume
-        return self.welcome
+        return self.welcomed(reply)
 
     def _open_socket(self) -> socket.socket:
         address = self.address
@@ -322,7 +302,7 @@ class RemotePool:
         return self._wire.call(calls.pool_stats(self.pool_id))
 
 
-class RemoteClient:
+class RemoteClient(calls.SessionFacts[Wire]):
     """A session with a daemon, with the embedded `Client`'s interface."""
 
     def __init__(self, wire: Wire) -> None:
@@ -340,25 +320,8 @@ class RemoteClient:
         self.close()
 
     @property
-    def name(self) -> str:
-        return self._wire.name
-
-    @property
-    def client_id(self) -> int:
-        welcome = self._wire.welcome
-        return -1 if welcome is None else welcome.client_id
-
-    @property
     def admin(self) -> bool:
         return bool(self._wire.welcome and self._wire.welcome.admin)
-
-    @property
-    def resume_token(self) -> str | None:
-        """The session's resume token (hex).  Another process may take
-        the session over with `connect(..., resume=token)`, even after
-        this one died, within the daemon's grace period."""
-        token = self._wire.resume_token
-        return None if token is None else token.hex()
 
     @property
     def address(self) -> Address:
