@@ -21,8 +21,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from tmem import corpus
-from tmem.experiments.measure import Target, status
+from tmem.experiments.measure import (
+    Target,
+    rss_of,
+    server_process,
+    status,
+)
 
 BATCH = 32
 
@@ -99,9 +102,9 @@ def _measure(system: System, workload: str, batch: int, clients: int,
         for proc in procs:
             proc.start()
         barrier.wait(60)            # everyone connected
-        before = _rss(pid)
+        before = rss_of(pid)
         barrier.wait(600)           # puts done
-        after = _rss(pid)
+        after = rss_of(pid)
         barrier.wait(60)            # go for gets
         times = [results.get(timeout=600) for _ in procs]
         for proc in procs:
@@ -125,18 +128,8 @@ def _server(system: System, workdir: Path) -> Iterator[tuple[str, int]]:
     sock = workdir / f"{system.name}.sock"
     sock.unlink(missing_ok=True)
     command, address = _command(system, sock)
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(sock, proc)
+    with server_process(command, sock, system.name) as proc:
         yield address, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _command(system: System, sock: Path) -> tuple[list[str], str]:
@@ -152,22 +145,6 @@ def _command(system: System, sock: Path) -> tuple[list[str], str]:
     if os.getuid() == 0:
         command += ["-u", "root"]
     return command, f"unix:{sock}"
-
-
-def _wait_for(sock: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server {proc.args!r} did not start")
-        time.sleep(0.05)
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 # -- a client process --------------------------------------------------------

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +30,7 @@ from typing import Any
 
 import tmem
 from tmem import corpus
-from tmem.experiments.measure import Target, status
+from tmem.experiments.measure import Target, server_process, status
 
 GIB_PAGES = 1 << 18
 
@@ -137,20 +135,10 @@ def _verify(swap: Any, data: list[bytes]) -> int:
 
 @contextmanager
 def _daemon(sock: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tmem.cli", "serve", "--socket", str(sock),
-         "--capacity", "8GiB"], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("a daemon for the benchmark did not start")
-            time.sleep(0.05)
+    command = [sys.executable, "-m", "tmem.cli", "serve", "--socket",
+               str(sock), "--capacity", "8GiB"]
+    with server_process(command, sock, "a daemon for the benchmark"):
         yield f"unix:{sock}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
 
 
 def render(result: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from tmem import swapdev
 from tmem.engine.handles import PAGE_SIZE
-from tmem.experiments.measure import Target
+from tmem.experiments.measure import RunFailed, Target, rss_of
 from tmem.experiments.swapload import WorkloadResult, run_workload
 from tmem.swapdev.system import SwapError, run, swap_areas
 
@@ -81,12 +81,12 @@ class TmemBackend:
     def setup(self) -> None:
         self.device = swapdev.on(self.size, PRIORITY, self.mountpoint,
                                  compress=self.compress)
-        self.rss_base = _rss(self.device.server_pid)
+        self.rss_base = rss_of(self.device.server_pid)
 
     def sample(self) -> dict[str, Any]:
         status = swapdev.status(self.mountpoint)
         image, pages = status.image, status.image.pages_stored
-        rss = _rss(status.server_pid) - self.rss_base
+        rss = rss_of(status.server_pid) - self.rss_base
         return {
             "pages": pages, "rss_growth": rss,
             "bytes_per_page": rss / pages if pages else 0.0,
@@ -274,7 +274,7 @@ def _run_backend(backend: Backend, mib: int, limit: int, repeats: int,
                  f"{mib} MiB")
             result.runs.append(run_workload(mib, limit, sample))
             result.samples.append(samples)
-    except SwapError as error:
+    except (SwapError, RunFailed) as error:
         result.error = str(error)
     finally:
         step(f"{backend.name}: tearing down")
@@ -395,13 +395,6 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
             pages, per_page, ratio, "yes" if row["ok"] else "NO"]
 
 
-def _rss(pid: int) -> int:
-    """Resident bytes of a process (VmRSS)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise SwapError(f"process {pid} has no VmRSS (it has exited)")
 
 
 def _write(path: str, value: str) -> None:

@@ -36,13 +36,10 @@ from typing import Any
 import tmem
 from tmem.engine.errors import ConnectionLost, InvalidArgument, TmemError
 from tmem.engine.stats import Snapshot, to_dict
+from tmem.experiments.measure import RunFailed, server_process
 from tmem.experiments.scenario import Scenario
 from tmem.guest.run import GuestConfig, GuestRun
 from tmem.guest.workloads import Idle, SyntheticAnon
-
-
-class RunFailed(TmemError):
-    """A run could not finish; nothing it measured is reported."""
 
 
 @dataclass
@@ -359,28 +356,10 @@ def _daemon(scenario: Scenario, address: str | None) -> Iterator[_Daemon]:
                "--compress", scenario.compress, "--grace", "5"]
     if scenario.dedup:
         command.append("--dedup")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
     try:
-        _wait_for_socket(sock, process)
-        daemon = _Daemon(f"unix:{sock}", process, scenario.pool_bytes())
-        yield daemon
-        daemon.control.close()
+        with server_process(command, sock, "the tmem daemon") as process:
+            daemon = _Daemon(f"unix:{sock}", process, scenario.pool_bytes())
+            yield daemon
+            daemon.control.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _wait_for_socket(sock: Path, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if process.poll() is not None:
-            raise RunFailed(f"the tmem daemon exited at start (code "
-                            f"{process.returncode})")
-        if time.monotonic() > deadline:
-            raise RunFailed("the tmem daemon did not start in 30 s")
-        time.sleep(0.05)
