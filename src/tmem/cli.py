@@ -32,6 +32,14 @@ class _TmemErrorsAsLines(click.Group):
             sys.exit(2)
 
 
+_summary_json = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the summary as one JSON object at the end.")
+_results_json = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the results as one JSON object.")
+
+
 @click.group(cls=_TmemErrorsAsLines)
 @click.version_option(tmem.__version__, prog_name="tmem")
 def main() -> None:
@@ -42,8 +50,7 @@ def main() -> None:
 @click.option("--output", type=click.Path(path_type=Path),
               help="Folder for results.json and plot.png [default: "
               "tmem-results/NAME-TIME].")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the summary as one JSON object at the end.")
+@_summary_json
 def demo(output: Path | None, as_json: bool) -> None:
     """Guests on real traces, without and with tmem: what pooling saves."""
     from tmem.experiments import scenario
@@ -55,8 +62,7 @@ def demo(output: Path | None, as_json: bool) -> None:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path),
               help="Folder for results.json and plot.png.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the summary as one JSON object at the end.")
+@_summary_json
 @click.option("--connect", "address", default=None,
               help="Use this daemon for the tmem run instead of starting "
               "one (its capacity is the scenario's pool during the run, "
@@ -104,8 +110,7 @@ def bench() -> None:
               help="Real pages to store (the memory target wants 100k).")
 @click.option("--repeats", default=3, show_default=True,
               help="Runs per measurement; the fastest counts.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the results as one JSON object.")
+@_results_json
 def bench_engine(pages: int, repeats: int, as_json: bool) -> None:
     """The embedded engine: put/get pages/s and bytes per page."""
     from tmem.experiments import bench_engine as b
@@ -162,8 +167,7 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
               help="Pages per client in the batched workload.")
 @click.option("--unbatched", default=3_000, show_default=True,
               help="Pages per client in the unbatched workload.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the results as one JSON object.")
+@_results_json
 def bench_server(clients: int, pages: int, unbatched: int,
                  as_json: bool) -> None:
     """tmemd against redis-server and memcached, same workload."""
@@ -179,8 +183,7 @@ def bench_server(clients: int, pages: int, unbatched: int,
 @bench.command("state")
 @click.option("--pages", default=1 << 18, show_default=True,
               help="Persistent pages of the client (1 GiB by default).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the results as one JSON object.")
+@_results_json
 def bench_state(pages: int, as_json: bool) -> None:
     """Save/restore throughput and the live-migration pause."""
     from tmem.experiments import bench_state as b
@@ -207,8 +210,7 @@ def bench_state(pages: int, as_json: bool) -> None:
               help="Backends to run (default: all), in order.")
 @click.option("--compress", default="lz4", show_default=True,
               help="The tmem pool's codec (none, lz4, zstd).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the results as one JSON object.")
+@_results_json
 def bench_swap(mib: int, limit_mib: int, size: str, repeats: int,
                backends: tuple[str, ...], compress: str,
                as_json: bool) -> None:
