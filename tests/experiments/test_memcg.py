@@ -70,6 +70,20 @@ def test_a_cgroup_is_limited_and_removed_even_with_members_left() -> None:
 
 
 @pytest.mark.needs_memcg
+def test_a_cgroup_swaps_as_told_whatever_its_parent_says(
+        memcg_v1: Hierarchy) -> None:
+    with open(os.path.join(memcg_v1.root, "memory.swappiness")) as f:
+        parent = int(f.read())
+    mine = 37 if parent != 37 else 38
+    with MemoryCgroup(64 << 20, prefix="tmem-test",
+                      swappiness=mine) as cgroup:
+        with open(os.path.join(cgroup.path, "memory.swappiness")) as f:
+            assert int(f.read()) == mine
+        assert cgroup.oom_kills() == 0
+    assert cgroup.oom_kills() == 0  # removed: nothing to read
+
+
+@pytest.mark.needs_memcg
 def test_making_a_cgroup_removes_those_whose_maker_died() -> None:
     hierarchy = find_hierarchy()
     assert hierarchy is not None

@@ -6,6 +6,7 @@ import lz4.block
 import pytest
 
 from tmem.experiments.swapload import PageMaker, run_workload
+from tmem.swapdev.system import SwapError
 
 
 def test_pages_are_unique_non_zero_and_half_compressible() -> None:
@@ -32,3 +33,11 @@ def test_workload_verifies_its_pages_and_reports_each_phase() -> None:
     assert phases == ["filled", "done"]
     assert len(result.read_seconds) == 2
     assert result.as_dict()["swap_in_mib_s"] > 0
+
+
+@pytest.mark.needs_memcg
+@pytest.mark.usefixtures("memcg_v1")
+def test_a_workload_that_cannot_swap_is_reported_as_oom_killed() -> None:
+    # swappiness 0 in a limited v1 cgroup: reclaim never swaps anon pages
+    with pytest.raises(SwapError, match=r"gave no 'filled'.*OOM killer"):
+        run_workload(64, 16 << 20, timeout=60, swappiness=0)

@@ -9,6 +9,10 @@ Rules:
   name (prefix, pid, random), so runs on a shared machine never collide.
   Making one first removes the leftovers of drivers that died (same
   prefix, pid no longer running) and kills what they left inside.
+- Its swappiness is set, not inherited (v1: memory.swappiness): a
+  machine whose vm.swappiness is 0 would otherwise never swap from a
+  limited cgroup, and its workload dies of the OOM killer at once.  v2
+  has no per-cgroup swappiness, so there vm.swappiness 0 is refused.
 - A process joins by writing its own pid (`join`), before it allocates.
 - `remove()` kills what is still inside (only members of this cgroup),
   waits for them to go, then removes the directory.  It is idempotent
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from tmem.swapdev.system import SwapError
+
+DEFAULT_SWAPPINESS = 60
 
 
 @dataclass(frozen=True)
@@ -79,12 +85,16 @@ class MemoryCgroup:
     Args:
         limit: bytes its members may keep in RAM; the rest swaps.
         prefix: the start of its unique name.
+        swappiness: how readily reclaim swaps anonymous memory (0-200;
+            the kernel's default is 60).
 
     Raises:
-        SwapError: no memory hierarchy, or the kernel refused.
+        SwapError: no memory hierarchy, swappiness cannot be had, or the
+            kernel refused.
     """
 
-    def __init__(self, limit: int, prefix: str = "tmem-swap") -> None:
+    def __init__(self, limit: int, prefix: str = "tmem-swap",
+                 swappiness: int = DEFAULT_SWAPPINESS) -> None:
         hierarchy = find_hierarchy()
         if hierarchy is None:
             raise SwapError("no cgroup hierarchy offers the memory "
@@ -99,6 +109,7 @@ class MemoryCgroup:
             _remove_leftovers(hierarchy.root, prefix)
             os.mkdir(self.path)
             self._write(hierarchy.limit_file, str(limit))
+            self._set_swappiness(swappiness)
         except OSError as error:
             self.remove()
             raise SwapError(f"cannot make memory cgroup {self.path!r} "
@@ -126,6 +137,17 @@ class MemoryCgroup:
             pairs = (line.split() for line in f.read().splitlines())
             return {key: int(value) for key, value in pairs}
 
+    def oom_kills(self) -> int:
+        """Members its OOM killer has killed (0 once removed)."""
+        name = ("memory.oom_control" if self.hierarchy.version == 1
+                else "memory.events")
+        try:
+            with open(os.path.join(self.path, name)) as f:
+                pairs = (line.split() for line in f.read().splitlines())
+                return {k: int(v) for k, v in pairs}.get("oom_kill", 0)
+        except FileNotFoundError:
+            return 0
+
     def remove(self, timeout: float = 10.0) -> None:
         """Kill the members left, wait for them, remove the cgroup.
 
@@ -133,6 +155,18 @@ class MemoryCgroup:
             SwapError: it could not be removed in `timeout` seconds.
         """
         _remove(self.path, timeout)
+
+    def _set_swappiness(self, swappiness: int) -> None:
+        if self.hierarchy.version == 1:
+            self._write("memory.swappiness", str(swappiness))
+            return
+        with open("/proc/sys/vm/swappiness") as f:
+            machine = int(f.read())
+        if machine == 0 < swappiness:
+            self.remove()
+            raise SwapError("vm.swappiness is 0, so a cgroup v2 workload "
+                            "never swaps: set it above 0 "
+                            "(sysctl vm.swappiness=60)")
 
     def _write(self, name: str, value: str) -> None:
         with open(os.path.join(self.path, name), "w") as f:

@@ -36,8 +36,8 @@ from typing import IO, Any
 
 from tmem import corpus
 from tmem.engine.handles import PAGE_SIZE
-from tmem.experiments.memcg import MemoryCgroup, join
-from tmem.swapdev.system import SwapError
+from tmem.experiments.memcg import DEFAULT_SWAPPINESS, MemoryCgroup, join
+from tmem.swapdev.system import SwapError, meminfo
 
 _STAMP = struct.Struct("<QQ")
 _NOISE_BYTES = 4 << 20
@@ -164,14 +164,16 @@ Sampler = Callable[[str], None]
 
 
 def run_workload(mib: int, limit: int, sample: Sampler | None = None,
-                 timeout: float = 300.0) -> WorkloadResult:
+                 timeout: float = 300.0,
+                 swappiness: int = DEFAULT_SWAPPINESS) -> WorkloadResult:
     """Run the workload once in a fresh memory cgroup of `limit` bytes.
 
     Raises:
         SwapError: the workload died or a phase overran `timeout` (it is
-            killed and the cgroup removed either way).
+            killed and the cgroup removed either way); the message says
+            whether the cgroup's OOM killer took it.
     """
-    with MemoryCgroup(limit) as cgroup, \
+    with MemoryCgroup(limit, swappiness=swappiness) as cgroup, \
             tempfile.TemporaryFile() as stderr, \
             subprocess.Popen(
                 [sys.executable, "-m", "tmem.experiments.swapload",
@@ -179,31 +181,30 @@ def run_workload(mib: int, limit: int, sample: Sampler | None = None,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=stderr,
                 bufsize=0) as process:  # unbuffered: select() sees lines
+        events = _Events(process, cgroup, stderr, timeout)
         try:
-            return _drive(process, mib, limit, sample, timeout, stderr)
+            return _drive(events, mib, limit, sample)
         finally:
             if process.poll() is None:
                 process.kill()
 
 
-def _drive(process: subprocess.Popen[bytes], mib: int, limit: int,
-           sample: Sampler | None, timeout: float,
-           stderr: IO[bytes]) -> WorkloadResult:
+def _drive(events: _Events, mib: int, limit: int,
+           sample: Sampler | None) -> WorkloadResult:
     before = vmstat()
-    filled = _next_event(process, "filled", timeout, stderr)
+    filled = events.next("filled")
     after_fill = vmstat()
     if sample is not None:
         sample("filled")
-    _resume(process)
+    events.resume()
     before_read = vmstat()
-    reads = [_next_event(process, "read", timeout, stderr)
-             for _ in range(READ_PASSES)]
-    done = _next_event(process, "done", timeout, stderr)
+    reads = [events.next("read") for _ in range(READ_PASSES)]
+    done = events.next("done")
     after = vmstat()
     if sample is not None:
         sample("done")
-    _resume(process)
-    status = process.wait(timeout)
+    events.resume()
+    status = events.process.wait(events.timeout)
     return WorkloadResult(
         mib, limit, filled["seconds"],
         tuple(r["seconds"] for r in reads), done["bad_pages"], status,
@@ -213,30 +214,56 @@ def _drive(process: subprocess.Popen[bytes], mib: int, limit: int,
         pswpin_read=after["pswpin"] - before_read["pswpin"])
 
 
-def _next_event(process: subprocess.Popen[bytes], event: str,
-                timeout: float, stderr: IO[bytes]) -> dict[str, Any]:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    line = process.stdout.readline() if ready else b""
-    if not line:
-        if process.poll() is None:
-            process.kill()
-        status = process.wait()
-        stderr.seek(0)
-        tail = stderr.read().decode(errors="replace").strip()
+@dataclass
+class _Events:
+    """The workload's phase lines, and why it stopped giving them."""
+
+    process: subprocess.Popen[bytes]
+    cgroup: MemoryCgroup
+    stderr: IO[bytes]
+    timeout: float
+
+    def next(self, event: str) -> dict[str, Any]:
+        stdout = self.process.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], self.timeout)
+        line = stdout.readline() if ready else b""
+        if not line:
+            raise SwapError(f"workload gave no {event!r} within "
+                            f"{self.timeout:g} s: {self._death()}")
+        fields: dict[str, Any] = json.loads(line)
+        if fields.get("event") != event:
+            raise SwapError(f"workload said {fields!r}, expected {event!r}")
+        return fields
+
+    def resume(self) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(b"go\n")
+        stdin.flush()
+
+    def _death(self) -> str:
+        """Kill the workload if it still runs; say how it ended."""
+        if self.process.poll() is None:
+            self.process.kill()
+        status = self.process.wait()
+        kills = self.cgroup.oom_kills()
+        if kills:
+            return (f"the OOM killer of its cgroup (limit {self.cgroup.limit}"
+                    f" bytes) killed it: {swap_space()}")
+        self.stderr.seek(0)
+        tail = self.stderr.read().decode(errors="replace").strip()
         last = tail.splitlines()[-1] if tail else "(no stderr)"
-        raise SwapError(f"workload gave no {event!r} within {timeout:g} s "
-                        f"(exit status {status}): {last}")
-    fields: dict[str, Any] = json.loads(line)
-    if fields.get("event") != event:
-        raise SwapError(f"workload said {fields!r}, expected {event!r}")
-    return fields
+        return f"exit status {status}: {last}"
 
 
-def _resume(process: subprocess.Popen[bytes]) -> None:
-    assert process.stdin is not None
-    process.stdin.write(b"go\n")
-    process.stdin.flush()
+def swap_space() -> str:
+    """The machine's swap, for messages: "swap 12 of 1024 MiB in use"."""
+    info = meminfo()
+    total, free = info.get("SwapTotal", 0), info.get("SwapFree", 0)
+    if total == 0:
+        return "the machine has no swap on"
+    return f"swap {(total - free) >> 20} of {total >> 20} MiB in use"
 
 
 def vmstat() -> dict[str, int]:
