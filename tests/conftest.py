@@ -124,3 +124,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip("not root: memory cgroups need root")
         if find_hierarchy() is None:
             pytest.skip("no cgroup hierarchy offers the memory controller")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The machine facts the swap tests depend on, to read in CI logs."""
+    from tmem.experiments.memcg import find_hierarchy
+    from tmem.experiments.swapload import swap_space
+
+    with open("/proc/sys/vm/swappiness") as f:
+        swappiness = f.read().strip()
+    hierarchy = find_hierarchy()
+    memcg = ("none" if hierarchy is None
+             else f"v{hierarchy.version} at {hierarchy.root}")
+    return [f"machine: kernel {os.uname().release}, uid {os.geteuid()}, "
+            f"vm.swappiness {swappiness}, memory cgroup {memcg}, "
+            f"{swap_space()}"]
