@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tmem import InvalidArgument
-from tmem.client.address import parse_address
 from tmem.server import config as cfg
 
 
@@ -69,21 +68,6 @@ def test_token_files_must_hold_a_real_token(tmp_path: Path) -> None:
     config = cfg.load(None, {"token_file": short})
     with pytest.raises(InvalidArgument, match="has 3 bytes"):
         config.tokens()
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("unix:/run/t.sock", "unix:/run/t.sock"),
-    ("/run/t.sock", "unix:/run/t.sock"),
-    ("tcp:127.0.0.1:7777", "tcp:127.0.0.1:7777"),
-    ("tcp:[::1]:7777", "tcp:::1:7777"),
-])
-def test_address_forms(text: str, expected: str) -> None:
-    assert str(parse_address(text)) == expected
-
-
-def test_bad_address_says_which_forms_work() -> None:
-    with pytest.raises(InvalidArgument, match="unix:PATH or tcp:HOST:PORT"):
-        parse_address("example.org:80")
 
 
 def test_the_shipped_example_config_loads() -> None:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from tmem.client.address import Address
 from tmem.engine.errors import InvalidArgument, ProtocolError
 from tmem.engine.handles import (
     OidLike,
@@ -31,6 +30,7 @@ from tmem.engine.handles import (
 )
 from tmem.engine.stats import ClientStats, PoolStats, Snapshot, from_dict
 from tmem.protocol import frames
+from tmem.protocol.address import Address
 from tmem.protocol.frames import U32, Op, Welcome
 
 T = TypeVar("T")

@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from tmem.client import calls
-from tmem.client.address import Address, parse_address
 from tmem.client.calls import Call
 from tmem.engine.api import ClientRef
 from tmem.engine.errors import (
@@ -48,6 +47,7 @@ from tmem.engine.handles import (
 )
 from tmem.engine.stats import ClientStats, PoolStats, Snapshot
 from tmem.protocol import frames
+from tmem.protocol.address import Address, parse_address
 from tmem.protocol.connection import (
     ClientConnection,
     Reply,

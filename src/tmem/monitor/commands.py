@@ -5,8 +5,8 @@ Each is a thin wrapper: parse, get a ControlAPI, call it, print.
 Rules:
 - The ControlAPI comes from `connect_control(address)`, with the address
   from --connect or $TMEM_ADDRESS.  When the click context object is a
-  callable, it is used instead of `connect_control` (tests and
-  `python -m tmem.monitor.testing` pass an embedded host this way).
+  callable, it is used instead of `connect_control` (tests pass an
+  embedded host this way).
 - Errors from the ControlAPI (unknown client, not admin, daemon gone)
   are TmemErrors: the `tmem` group prints them as `tmem: error: ...` and
   exits with status 2.

@@ -198,22 +198,3 @@ class Traffic:
                  error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.stop()
-
-
-def main() -> None:
-    """Run a `tmem` command against an embedded host with traffic.
-
-    `python -m tmem.monitor.testing top` shows the monitor working before
-    the daemon exists; any `tmem` arguments are accepted.
-    """
-    from tmem import cli, corpus
-
-    host = Host(capacity="3MiB")
-    control = EmbeddedControl(host)
-    names = ("web", "database", "batch-jobs")
-    with Traffic(host, names, corpus.pages(256), pause=0.05):
-        cli.main(obj=lambda address: control)
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,6 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +20,8 @@ from typing import Any
 from tmem.engine.codecs import codec_named
 from tmem.engine.errors import InvalidArgument
 from tmem.engine.handles import format_size, parse_size
+from tmem.protocol.address import default_socket, parse_host_port
 from tmem.swapdev.system import meminfo
-
-
-def default_socket() -> Path:
-    """Where the daemon listens (and clients look) by default."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "tmem" / "tmem.sock"
-    return Path(f"/tmp/tmem-{os.getuid()}") / "tmem.sock"
 
 
 def default_capacity() -> int:
@@ -237,17 +229,6 @@ def _read_token(path: Path | None) -> bytes | None:
         raise InvalidArgument(
             f"token in {str(path)!r} has {len(token)} bytes; use 16..255")
     return token
-
-
-def parse_host_port(text: str, what: str) -> tuple[str, int]:
-    """Split "HOST:PORT" (IPv6 hosts in brackets)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or \
-            not 0 <= int(port) < 65536:
-        raise InvalidArgument(
-            f"{what} address {text!r} must be HOST:PORT with a port in "
-            "0..65535")
-    return host.strip("[]"), int(port)
 
 
 def describe(config: Config) -> dict[str, Any]:

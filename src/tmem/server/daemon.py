@@ -44,11 +44,12 @@ from tmem.engine.handles import format_size
 from tmem.engine.host import Host
 from tmem.engine.stats import Snapshot
 from tmem.protocol import frames
+from tmem.protocol.address import parse_host_port
 from tmem.protocol.connection import ServerConnection, State
 from tmem.protocol.frames import Control, Hello, Op, Request, Simple
 from tmem.server import metrics, migration, persistence
 from tmem.server.auth import AuthPolicy, Peer, peer_of
-from tmem.server.config import Config, parse_host_port
+from tmem.server.config import Config
 from tmem.server.sessions import Dispatcher, Session, SessionTable
 from tmem.server.swap import SwapControl
 

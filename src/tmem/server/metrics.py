@@ -48,7 +48,7 @@ from tmem.engine.stats import (
     PoolStats,
     Snapshot,
 )
-from tmem.server.config import parse_host_port
+from tmem.protocol.address import parse_host_port
 
 Labels = Mapping[str, str]
 

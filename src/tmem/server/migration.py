@@ -35,6 +35,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tmem.client import calls
+from tmem.client.aio import AsyncWire
+from tmem.client.calls import Call
 from tmem.engine import state
 from tmem.engine.client import Client
 from tmem.engine.errors import (
@@ -45,6 +48,9 @@ from tmem.engine.errors import (
     TmemError,
 )
 from tmem.engine.pool import Pool
+from tmem.protocol import frames
+from tmem.protocol.address import parse_address
+from tmem.protocol.frames import Op
 from tmem.server.sessions import Session, SessionTable, adopt_restored
 
 if TYPE_CHECKING:
@@ -153,9 +159,6 @@ class Restores:
 async def migrate(daemon: Daemon, session: Session, address: str,
                   token: bytes) -> dict[str, Any]:
     """Move a tenant session to the daemon at `address` (see top)."""
-    from tmem.client.address import parse_address
-    from tmem.client.aio import AsyncWire
-
     client = session.client
     why = ("it is a control session" if client is None else
            "it is not connected (waiting to be resumed)"
@@ -205,10 +208,7 @@ def _persistent(client: Client) -> list[Pool]:
     return [p for p in client.slots if p is not None and p.persistent]
 
 
-async def _call(wire: Any, op: str, **args: Any) -> Any:
-    from tmem.client import calls
-    from tmem.protocol.frames import Op
-
+async def _call(wire: AsyncWire, op: str, **args: Any) -> Any:
     return await _bounded(wire.call(calls.control(Op[op], **args)), op)
 
 
@@ -231,7 +231,7 @@ async def _quietly(call: Any) -> None:
 class _Chunks:
     """Collects stream bytes and ships them in RESTORE_DATA pieces."""
 
-    def __init__(self, wire: Any, restore_id: int) -> None:
+    def __init__(self, wire: AsyncWire, restore_id: int) -> None:
         self.wire, self.restore_id = wire, restore_id
         self.buffer = bytearray()
 
@@ -239,10 +239,6 @@ class _Chunks:
         self.buffer += data
 
     async def ship(self, final: bool = False) -> None:
-        from tmem.client.calls import Call
-        from tmem.protocol import frames
-        from tmem.protocol.frames import Op
-
         while len(self.buffer) >= CHUNK or (final and self.buffer):
             piece = bytes(self.buffer[:CHUNK])
             del self.buffer[:CHUNK]
@@ -252,7 +248,7 @@ class _Chunks:
                 lambda body: None)), "RESTORE_DATA")
 
 
-async def _send_base(daemon: Daemon, wire: Any, restore_id: int,
+async def _send_base(daemon: Daemon, wire: AsyncWire, restore_id: int,
                      client: Client) -> tuple[int, int]:
     """Stream settings, pools and persistent pages, slice by slice."""
     out = _Chunks(wire, restore_id)
@@ -287,7 +283,7 @@ def _current(pool: Pool, keys: list[tuple[int, int]]
             yield oid, index, pages[index]
 
 
-async def _precopy(daemon: Daemon, wire: Any, restore_id: int,
+async def _precopy(daemon: Daemon, wire: AsyncWire, restore_id: int,
                    session: Session, pools: list[Pool]) -> int:
     """Send what changed during the copy, without pausing, until what is
     left to send under the pause is small (or the client writes faster
@@ -307,7 +303,7 @@ async def _precopy(daemon: Daemon, wire: Any, restore_id: int,
     return rounds
 
 
-async def _switch(daemon: Daemon, wire: Any, restore_id: int,
+async def _switch(daemon: Daemon, wire: AsyncWire, restore_id: int,
                   session: Session, pools: list[Pool], address: str,
                   token: str) -> float:
     """Pause the client, send the journal, point the client elsewhere."""
