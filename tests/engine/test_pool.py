@@ -163,3 +163,18 @@ def test_zero_and_same_filled_pages_take_no_payload(
     content = pool.stats().content
     assert (content.same_filled_pages, content.zero_pages) == (2, 1)
     assert content.raw_pages == content.compressed_pages == 0
+
+
+def test_a_refused_put_counts_only_its_refusal(pages: list[bytes]) -> None:
+    # room for one page's metadata, not two: the second put of any kind
+    # is refused, and must not be counted as stored the way it came
+    host = tmem.Host(capacity=200, compress="lz4", dedup=True)
+    pool = host.client("a").new_pool(persistent=True)
+    assert pool.put(1, 0, bytes(4096))
+    assert not pool.put(1, 1, b"\x5a" * 4096)  # same-filled
+    assert not pool.put(1, 2, bytes(4096))     # same-filled, zero
+    ops = pool.stats().ops
+    assert (ops.puts, ops.puts_stored, ops.refused_full) == (3, 1, 2)
+    assert ops.same_filled == 1
+    assert ops.compress_poor == ops.dedup_hits == 0
+    host.check()

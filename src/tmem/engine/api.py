@@ -4,7 +4,7 @@ The embedded engine (`Host`, `Client`, `Pool`) and the daemon's client
 library (`tmem.connect`) both provide them, so frontends, guests, the swap
 device and the monitor run unchanged against either.
 
-- `PoolAPI` / `ClientAPI`: what a tenant may do.
+- `PoolAPI` / `ClientAPI`: what a client may do with its own pools.
 - `ControlAPI`: what the authority may do (the host itself, or an admin
   connection to a daemon).
 """
@@ -60,7 +60,7 @@ class PoolAPI(Protocol):
 
 
 class ClientAPI(Protocol):
-    """A tenant: creates pools and reads its own statistics."""
+    """A client: creates pools and reads its own statistics."""
 
     @property
     def name(self) -> str: ...

@@ -1,4 +1,4 @@
-"""Clients: the tenants of a host, each with its own pools and settings.
+"""Clients: the users of a host, each with its own pools and settings.
 
 A client is what the original called a guest: it creates pools, puts and
 gets pages through them, and is billed for the memory its pages take.
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 
 class Client:
-    """One tenant of a host.  Create with `Host.client(name)`."""
+    """One client of a host.  Create with `Host.client(name)`."""
 
     def __init__(self, host: Host, client_id: int, name: str, weight: int,
                  cap: int | None, codec: Codec | None,
@@ -82,8 +82,8 @@ class Client:
         return sum(h._ops.puts + h._ops.gets for h in self.slots
                    if h is not None)
 
-    @property
     def idle_since(self) -> int | None:
+        """See Host.idle_since (lock held)."""
         return self.host.idle_since(self)
 
     @property
@@ -91,7 +91,7 @@ class Client:
         """Accounted bytes billed to this client."""
         return self.ephemeral_bytes + self.persistent_bytes
 
-    # -- public, tenant-facing ------------------------------------------------
+    # -- public: what the client itself calls -------------------------------
 
     def new_pool(self, persistent: bool = False, shared: bool = False,
                  uuid: UuidLike | None = None) -> Pool:
@@ -141,7 +141,7 @@ class Client:
 
     destroy = close
 
-    # -- internal, under the host lock ---------------------------------------
+    # -- internal (lock held) ----------------------------------------------
 
     def check_alive(self) -> None:
         if not self.alive:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 
-class Tenant(Protocol):
+class Candidate(Protocol):
     """What a policy may read about a client."""
 
     @property
@@ -41,18 +41,20 @@ class Tenant(Protocol):
     @property
     def evictable(self) -> bool: ...
 
-    @property
     def idle_since(self) -> int | None:
-        """When (in host evictions) the client went idle, or None."""
+        """When (in host evictions) the client went idle, or None.
+
+        Asking notes the client's activity, so ask once per choice.
+        """
 
 
 class EvictionPolicy(Protocol):
     """Names the client whose LRU page is evicted next."""
 
-    def choose_victim(self, tenants: Iterable[Tenant],
-                      putter: Tenant | None = None,
-                      incoming: int = 0) -> Tenant | None:
-        """Return a tenant with evictable pages, or None if there is none.
+    def choose_victim(self, clients: Iterable[Candidate],
+                      putter: Candidate | None = None,
+                      incoming: int = 0) -> Candidate | None:
+        """Return a client with evictable pages, or None if there is none.
 
         `putter` is about to add `incoming` ephemeral bytes (the put that
         needs the room), or None when room is made for its own sake.
@@ -62,21 +64,22 @@ class EvictionPolicy(Protocol):
 class WeightedFair:
     """Idle clients first, then the most ephemeral bytes per weight."""
 
-    def choose_victim(self, tenants: Iterable[Tenant],
-                      putter: Tenant | None = None,
-                      incoming: int = 0) -> Tenant | None:
-        candidates = [t for t in tenants if t.evictable]
-        idle = [t for t in candidates if t.idle_since is not None]
+    def choose_victim(self, clients: Iterable[Candidate],
+                      putter: Candidate | None = None,
+                      incoming: int = 0) -> Candidate | None:
+        candidates = [c for c in clients if c.evictable]
+        idle = [(since, c) for c in candidates
+                if (since := c.idle_since()) is not None]
         if idle:
-            return min(idle, key=lambda t: t.idle_since or 0)
-        best: Tenant | None = None
+            return min(idle, key=lambda pair: pair[0])[1]
+        best: Candidate | None = None
         best_score = -1.0
-        for tenant in candidates:
-            held = tenant.ephemeral_bytes
-            if tenant is putter:
+        for client in candidates:
+            held = client.ephemeral_bytes
+            if client is putter:
                 held += incoming
-            weight = tenant.weight
+            weight = client.weight
             score = float("inf") if weight == 0 else held / weight
             if score > best_score:
-                best, best_score = tenant, score
+                best, best_score = client, score
         return best

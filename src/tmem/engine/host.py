@@ -4,9 +4,11 @@ Rules:
 - `capacity` bounds the accounted bytes the host holds: each page's payload
   (counted once when dedup shares it) plus per-page metadata
   (`PAGE_METADATA`, and `LRU_METADATA` more for ephemeral pages).
-- Room for a put is made by evicting ephemeral pages: first the putting
-  client's own if it is over its cap, then victims chosen by the eviction
-  policy.  Persistent pages are never evicted.  When nothing evictable is
+- Room for a put is made by evicting ephemeral pages: first the pool
+  owner's own if the owner is over its cap (the owner is billed for a
+  pool's pages: its creator, or for a shared pool the sharer who took it
+  over), then victims chosen by the eviction policy.  Persistent pages
+  are never evicted.  When nothing evictable is
   left the put is refused and counted (`refused_full` / `refused_cap`).
 - Freeable bytes are what eviction could free now: all ephemeral memory.
 - Settings (weight, cap, compression, freeze, shared-pool auth) are the
@@ -15,10 +17,12 @@ Rules:
   because sharing across tenants is a side channel.  `Host(dedup=True)`
   puts every client in one host-wide group unless it asks otherwise.
 
-Concurrency: every public method of Host, Client and Pool takes the one
-host lock (`Host.lock`, not re-entrant) for its whole duration, so a host
-may be driven from many threads.  Internal methods assume the lock is
-held.  There is no other lock, hence no lock order to keep.
+Concurrency: every method of the public face (api.py) takes the one host
+lock (`Host.lock`, not re-entrant) for its whole duration, so a host may
+be driven from many threads.  The other methods are for the engine's own
+modules and for the daemon, which holds the lock around them: each says
+"lock held" in its docstring or stands under a heading that does.  There
+is no other lock, hence no lock order to keep.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ class Host:
         return (f"<Host {len(self._clients)} clients, "
                 f"{self.used}/{self.capacity} bytes>")
 
-    # -- clients ---------------------------------------------------------------
+    # -- clients -------------------------------------------------------------
 
     def client(self, name: str, weight: int = 100,
                cap: int | str | None = None, compress: str | None = None,
@@ -282,7 +286,7 @@ class Host:
             return self.evict(target)
 
     def evict(self, nbytes: int) -> int:
-        """`flush` with the lock held."""
+        """`flush` (lock held)."""
         start = self.used
         while start - self.used < nbytes:
             victim = self.policy.choose_victim(self._clients.values())

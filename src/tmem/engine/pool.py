@@ -392,7 +392,7 @@ class Pool:
         with self._lock:
             return self.snapshot()
 
-    # -- the same under the host lock ----------------------------------------
+    # -- the same and more (lock held) -------------------------------------
 
     def _destroyed(self) -> NoSuchPool:
         return NoSuchPool(
@@ -414,15 +414,10 @@ class Pool:
 
         # encode
         entry, how = encode(page, client.codec)
-        if how == STORED_SAME:
-            ops.same_filled += 1
-        elif how == STORED_POOR:
-            ops.compress_poor += 1
         payload_is_new = True
         if contents.dedup is not None and type(entry) is bytes:
             entry, shared = contents.dedup.intern(entry)
             payload_is_new = not shared
-            ops.dedup_hits += shared
 
         # drop the old data first: it is stale whatever happens next
         if duplicate:
@@ -442,9 +437,16 @@ class Pool:
                 ops.dup_flushed += 1
             return False
         contents.insert(oid, index, entry, payload_is_new)
+
+        # count how it was stored
         ops.puts_stored += 1
         if duplicate:
             ops.dup_replaced += 1
+        if how == STORED_SAME:
+            ops.same_filled += 1
+        elif how == STORED_POOR:
+            ops.compress_poor += 1
+        ops.dedup_hits += not payload_is_new
         return True
 
     def _get(self, oid: int, index: int) -> bytes | None:

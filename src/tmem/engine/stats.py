@@ -30,7 +30,7 @@ class OpCounts:
     refused_full: int = 0
     """Puts refused: host capacity reached and nothing left to evict."""
     refused_cap: int = 0
-    """Puts refused: the client's cap reached and none of its own
+    """Puts refused: the pool owner's cap reached and none of its own
     ephemeral pages left to evict."""
     refused_frozen: int = 0
     """Puts of a new handle refused because the client is frozen."""
