@@ -178,3 +178,26 @@ def test_a_refused_put_counts_only_its_refusal(pages: list[bytes]) -> None:
     assert ops.same_filled == 1
     assert ops.compress_poor == ops.dedup_hits == 0
     host.check()
+
+
+def test_the_journal_notes_every_changed_handle_until_taken(
+        host: tmem.Host, pages: list[bytes]) -> None:
+    pool = host.client("a").new_pool(persistent=True)
+    pool.put(1, 0, pages[0])
+    with host.lock:
+        pool.begin_journal()
+    pool.put(1, 1, pages[1])          # new
+    pool.put(1, 0, pages[2])          # replaced
+    pool.put(2, 0, pages[3])
+    pool.flush_object(2)              # gone again
+    pool.get(1, 1)                    # a read changes nothing
+    with host.lock:
+        assert pool.journal_length == 3
+        assert pool.take_journal() == {(1, 0), (1, 1), (2, 0)}
+        assert pool.journal_length == 0
+        pool.restore_flush(1, 1)
+        assert pool.take_journal() == {(1, 1)}
+        pool.end_journal()
+        assert sorted(pool.handles()) == [(1, 0)]
+        assert pool.entry(1, 1) is None
+    assert pool.stats().ops.flushes == 0  # restore_flush is not the client's

@@ -529,6 +529,45 @@ class Pool:
             payload_is_new = not shared
         contents.insert(oid, index, entry, payload_is_new)
 
+    def restore_flush(self, oid: int, index: int) -> None:
+        """Remove a handle's page, if any, as a restore says (lock held):
+        the client did not ask, so no operation is counted."""
+        pages = self._contents.objects.get(oid)
+        if pages is not None and index in pages:
+            self._contents.remove(oid, pages, index)
+
+    def entry(self, oid: int, index: int) -> Entry | None:
+        """The stored entry of a handle, or None (lock held)."""
+        pages = self._contents.objects.get(oid)
+        return None if pages is None else pages.get(index)
+
+    def handles(self) -> list[tuple[int, int]]:
+        """Every handle that holds a page, in no order (lock held)."""
+        return [(oid, index) for oid, pages in self._contents.objects.items()
+                for index in pages]
+
+    # -- the journal of changed handles (lock held) -------------------------
+
+    def begin_journal(self) -> None:
+        """Note every handle whose page changes from now on (a put, a
+        flush, an eviction): live migration sends them again."""
+        self._contents.journal = set()
+
+    def take_journal(self) -> set[tuple[int, int]]:
+        """The handles changed since the journal began or was last taken;
+        the journal starts afresh."""
+        taken = self._contents.journal or set()
+        self._contents.journal = set()
+        return taken
+
+    @property
+    def journal_length(self) -> int:
+        """Handles changed since the journal was last taken."""
+        return len(self._contents.journal or ())
+
+    def end_journal(self) -> None:
+        self._contents.journal = None
+
     def snapshot(self) -> PoolStats:
         contents = self._contents
         return PoolStats(

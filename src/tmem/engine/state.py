@@ -280,6 +280,8 @@ class StreamReader:
                               "the stream is corrupted")
         try:
             self._apply(kind, body, data)
+        except StreamError as error:
+            raise StreamError(f"record at byte {at}: {error}") from None
         except (struct.error, ValueError, KeyError, TypeError,
                 TmemError) as error:
             raise StreamError(
@@ -320,7 +322,6 @@ class StreamReader:
 
     def _new_pool(self, body: bytes) -> None:
         pool_id, flags, raw = _POOL.unpack(body)
-        parse_pool_flags(flags)
         shared = parse_pool_flags(flags)[1]
         uuid = parse_uuid(raw) if shared else None
         client = self._current_client()
@@ -353,8 +354,10 @@ class StreamReader:
     def _flushes(self, body: bytes) -> None:
         pool_id, count = _BATCH.unpack_from(body)
         pool = self._pool_for(pool_id)
-        if len(body) != _BATCH.size + count * 28:
-            raise StreamError("FLUSHES record has the wrong length")
+        want = _BATCH.size + count * 28
+        if len(body) != want:
+            raise StreamError(f"FLUSHES record of {count} handles has "
+                              f"{len(body)} bytes, not {want}")
         for w0, w1, w2, index in struct.iter_unpack(
                 "<QQQI", body[_BATCH.size:]):
             pool.flushes.append((_oid(w0, w1, w2), index))
@@ -397,7 +400,8 @@ def _decode_entry(body: bytes, at: int) -> tuple[int, int, Entry, int]:
     at += _PAGE.size
     oid = _oid(w0, w1, w2)
     if index >= INDEX_LIMIT:
-        raise StreamError(f"index {index} is out of range")
+        raise StreamError(f"index {index} is out of range "
+                          f"(0..{INDEX_LIMIT - 1})")
     entry: Entry
     if kind == SAME:
         (entry,) = _U64.unpack_from(body, at)
@@ -405,7 +409,8 @@ def _decode_entry(body: bytes, at: int) -> tuple[int, int, Entry, int]:
     if kind == RAW:
         entry = body[at:at + PAGE_SIZE]
         if len(entry) != PAGE_SIZE:
-            raise StreamError("raw page is cut short")
+            raise StreamError(f"raw page has {len(entry)} bytes, not "
+                              f"{PAGE_SIZE}: the record is cut short")
         return oid, index, entry, at + PAGE_SIZE
     if kind != COMPRESSED:
         raise StreamError(f"page kind {kind} is unknown")
@@ -545,7 +550,7 @@ def apply_delta(host: Host, client: Client, image: ClientImage) -> None:
         for oid, index, entry in pool.pages:
             handle.restore_page(oid, index, entry)
         for oid, index in pool.flushes:
-            handle._flush_page(oid, index)
+            handle.restore_flush(oid, index)
 
 
 __all__ = ["ClientImage", "PoolImage", "StreamReader", "StreamWriter",

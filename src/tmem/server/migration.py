@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from tmem.engine.errors import (
     ServerError,
     TmemError,
 )
+from tmem.engine.pagestore import Entry
 from tmem.engine.pool import Pool
 from tmem.protocol import frames
 from tmem.protocol.address import parse_address
@@ -172,7 +174,7 @@ async def migrate(daemon: Daemon, session: Session, address: str,
     pools = _persistent(client)
     session.migrating = True
     for pool in pools:
-        pool._contents.journal = set()
+        pool.begin_journal()
     restore_id = None
     try:
         await _bounded(wire.connect(), "HELLO")
@@ -190,7 +192,7 @@ async def migrate(daemon: Daemon, session: Session, address: str,
         raise
     finally:
         for pool in pools:
-            pool._contents.journal = None
+            pool.end_journal()
         session.migrating = False
         with contextlib.suppress(TmemError, TimeoutError):
             await asyncio.wait_for(wire.close(), CALL_TIMEOUT)
@@ -259,9 +261,7 @@ async def _send_base(daemon: Daemon, wire: AsyncWire, restore_id: int,
         handles = [p for p in client.slots if p is not None]
         for pool in handles:
             writer.pool(pool.pool_id, pool.flags, pool.uuid)
-        keys = {p.pool_id: [(o, i) for o, pages in
-                            p._contents.objects.items() for i in pages]
-                for p in handles if p.persistent}
+        keys = {p.pool_id: p.handles() for p in handles if p.persistent}
     for pool in handles:
         for start in range(0, len(keys.get(pool.pool_id, ())),
                            PAGES_PER_SLICE):
@@ -275,12 +275,11 @@ async def _send_base(daemon: Daemon, wire: AsyncWire, restore_id: int,
 
 
 def _current(pool: Pool, keys: list[tuple[int, int]]
-             ) -> Any:
-    objects = pool._contents.objects
+             ) -> Iterator[tuple[int, int, Entry]]:
     for oid, index in keys:
-        pages = objects.get(oid)
-        if pages is not None and index in pages:
-            yield oid, index, pages[index]
+        entry = pool.entry(oid, index)
+        if entry is not None:
+            yield oid, index, entry
 
 
 async def _precopy(daemon: Daemon, wire: AsyncWire, restore_id: int,
@@ -290,12 +289,10 @@ async def _precopy(daemon: Daemon, wire: AsyncWire, restore_id: int,
     than we copy: then stop after MAX_ROUNDS)."""
     rounds = 0
     while rounds < MAX_ROUNDS and sum(
-            len(p._contents.journal or ()) for p in pools) > SMALL_DELTA:
+            p.journal_length for p in pools) > SMALL_DELTA:
         out = _Chunks(wire, restore_id)
         with daemon.host.lock:
-            journals = [p._contents.journal or set() for p in pools]
-            for pool in pools:
-                pool._contents.journal = set()
+            journals = [p.take_journal() for p in pools]
             _write_delta(out, session, pools, journals)
         await out.ship(final=True)
         await _call(wire, "RESTORE_COMMIT", restore_id=restore_id)
@@ -313,8 +310,8 @@ async def _switch(daemon: Daemon, wire: AsyncWire, restore_id: int,
     try:
         out = _Chunks(wire, restore_id)
         with daemon.host.lock:
-            _write_delta(out, session, pools, [p._contents.journal or set()
-                                               for p in pools])
+            _write_delta(out, session, pools,
+                         [p.take_journal() for p in pools])
         await out.ship(final=True)
         await _call(wire, "RESTORE_COMMIT", restore_id=restore_id,
                     final=True)
@@ -332,12 +329,9 @@ def _write_delta(out: _Chunks, session: Session, pools: list[Pool],
     writer.client(state.client_settings(session.client))
     for pool, journal in zip(pools, journals, strict=True):
         writer.pool(pool.pool_id, pool.flags, pool.uuid)
-        objects = pool._contents.objects
-        present = [(o, i, objects[o][i]) for o, i in sorted(journal)
-                   if o in objects and i in objects[o]]
-        gone = [(o, i) for o, i in sorted(journal)
-                if o not in objects or i not in objects[o]]
-        writer.pages_of(pool.pool_id, iter(present))
+        changed = sorted(journal)
+        writer.pages_of(pool.pool_id, _current(pool, changed))
+        gone = [(o, i) for o, i in changed if pool.entry(o, i) is None]
         if gone:
             writer.flushes(pool.pool_id, gone)
     writer.end()
