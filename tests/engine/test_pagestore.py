@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tmem import InvalidArgument
-from tmem.engine import codecs
+from tmem.engine import codecs, pagestore
 from tmem.engine.pagestore import (
     POOR_LIMIT,
     STORED_COMPRESSED,
@@ -110,3 +110,16 @@ def test_dedup_release_of_an_unshared_copy_frees_it(
     table.intern(pages[0])
     assert table.release(bytes(bytearray(pages[0]))) is True
     assert len(table) == 1
+
+
+def test_a_hash_collision_keeps_a_private_copy_and_is_counted(
+        pages: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pagestore.xxhash, "xxh3_64_intdigest",
+                        lambda payload: 42)  # every payload collides
+    table = DedupTable("g")
+    first, _ = table.intern(pages[0])
+    second, shared = table.intern(pages[1])
+    assert (second, shared) == (pages[1], False)
+    assert table.collisions == 1 and table.saved_bytes == 0
+    assert table.release(second)  # a private copy: its bytes are freed
+    assert table.references() == {id(first): 1}

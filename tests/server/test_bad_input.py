@@ -85,6 +85,7 @@ def test_unframeable_garbage_closes_only_that_connection(
     raw.send(garbage)
     assert raw.closed()
     assert intact(victim, pages)
+    assert daemon.connections.protocol_errors == 1
 
 
 def test_bad_requests_get_statuses_and_the_connection_goes_on(
@@ -161,6 +162,7 @@ def test_connections_beyond_the_limit_are_refused(sockdir: Path) -> None:
             tmem.connect(f"unix:{d.config.socket}", name="c")
         a.close()
         b.close()
+        assert (d.connections.accepted, d.connections.refused_busy) == (2, 1)
 
 
 _opcodes = st.sampled_from([int(op) for op in Op] + [0, 16, 31, 127, 200])

@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import tmem
 from tmem.monitor.testing import EmbeddedControl
 from tmem.server import metrics
+from tmem.server.daemon import ConnectionCounts
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -161,6 +163,23 @@ def test_bad_metrics_addresses_are_refused(address: str) -> None:
         metrics.serve_metrics(lambda: tmem.Host().snapshot(), address)
 
 
+def test_daemon_counters_are_families_labelled_by_reason() -> None:
+    counts = dataclasses.asdict(ConnectionCounts(
+        accepted=5, refused_busy=1, refused_hello=2, hello_timeouts=3,
+        protocol_errors=4, internal_errors=6))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.SnapshotCollector(
+        lambda: tmem.Host().snapshot(), lambda: counts))
+    found = samples(generate_latest(registry).decode())
+    assert found[key("tmem_daemon_connections_total")] == 5
+    refused = "tmem_daemon_connections_refused_total"
+    assert [found[key(refused, reason=r)]
+            for r in ("busy", "hello", "hello_timeout")] == [1, 2, 3]
+    assert found[key("tmem_daemon_protocol_errors_total")] == 4
+    assert found[key("tmem_daemon_internal_errors_total")] == 6
+    assert set(metrics.DAEMON_METRICS) == set(counts)
+
+
 def test_daemon_serves_metrics_of_its_clients(tmp_path: object,
                                               pages: list[bytes]) -> None:
     import shutil
@@ -189,5 +208,7 @@ def test_daemon_serves_metrics_of_its_clients(tmp_path: object,
         values = {(s.labels["client"], s.labels["kind"]): s.value
                   for s in pages_family.samples}
         assert values[("scraped", "persistent")] == 30
+        accepted = families["tmem_daemon_connections"].samples[0]
+        assert accepted.value == 1
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -119,6 +119,7 @@ def test_a_connection_that_never_says_hello_is_closed(
         idle.connect(str(d.config.socket))
         assert idle.recv(1) == b""  # closed by the daemon, not by us
         idle.close()
+        assert d.connections.hello_timeouts == 1
 
 
 def test_a_full_daemon_says_why_it_refuses(sockdir: Path) -> None:

@@ -140,6 +140,23 @@ def test_only_flushing_fallocate_modes_are_supported(
     with pytest.raises(OSError) as caught:
         image.fallocate(PUNCH, 100, P)
     assert caught.value.errno == errno.EINVAL
+    assert image.stats().bad_requests == 2
+
+
+def test_a_pool_that_fails_becomes_eio_counted_and_named(
+        host: tmem.Host, pages: list[bytes]) -> None:
+    client = host.client("swap")
+    image = SwapImage(client.new_pool(persistent=True), 1 << 20)
+    image.write(0, pages[0])
+    client.close()  # every pool call raises NoSuchPool from now on
+    for call in (lambda: image.read(0, P), lambda: image.write(P, pages[1]),
+                 lambda: image.fallocate(PUNCH, 0, P)):
+        with pytest.raises(OSError) as caught:
+            call()
+        assert caught.value.errno == errno.EIO
+        assert "failed in the pool: pool 0" in str(caught.value)
+    counts = image._counts
+    assert (counts.pool_errors, counts.writes, counts.reads) == (3, 1, 0)
 
 
 def test_a_new_image_starts_empty_whatever_the_pool_held(

@@ -430,6 +430,8 @@ class Host:
             ephemeral_content=ephemeral, persistent_content=persistent,
             dedup_saved_bytes=sum(
                 t.saved_bytes for t in self._dedup_groups.values()),
+            dedup_collisions=sum(
+                t.collisions for t in self._dedup_groups.values()),
             ephemeral_ops=ephemeral_ops, persistent_ops=persistent_ops,
             compress=self.compress, dedup=self.dedup)
 

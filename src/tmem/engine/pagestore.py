@@ -89,6 +89,8 @@ class DedupTable:
         self._records: dict[int, _Shared] = {}
         self.saved_bytes = 0
         """Payload bytes not stored because a copy was shared."""
+        self.collisions = 0
+        """Payloads not shared: another payload had their hash."""
 
     def __len__(self) -> int:
         return len(self._records)
@@ -101,7 +103,8 @@ class DedupTable:
             self._records[key] = _Shared(payload)
             return payload, False
         if record.payload != payload:
-            return payload, False  # a hash collision: keep a private copy
+            self.collisions += 1  # keep a private copy
+            return payload, False
         record.refs += 1
         self.saved_bytes += len(payload)
         return record.payload, True

@@ -198,6 +198,9 @@ class HostStats:
     persistent_content: PageCounts
     dedup_saved_bytes: int
     """Payload bytes not stored twice thanks to dedup."""
+    dedup_collisions: int
+    """Payloads kept privately because a different stored payload had
+    the same 64-bit hash (a share missed, never wrong data)."""
     ephemeral_ops: OpCounts
     persistent_ops: OpCounts
     compress: str

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,6 +61,28 @@ HIGH_WATER = 4 << 20
 """Bytes queued for a peer before we stop reading from it."""
 
 
+@dataclass
+class ConnectionCounts:
+    """What became of the daemon's connections, each reason counted.
+
+    Bumped on the event loop's thread; /metrics reads them from its own
+    thread without a lock (a scrape may be one event behind).
+    """
+
+    accepted: int = 0
+    """Connections taken in (under max_connections)."""
+    refused_busy: int = 0
+    """Connections refused at once: max_connections were open."""
+    refused_hello: int = 0
+    """HELLOs refused (a bad token or name, an unknown resume token)."""
+    hello_timeouts: int = 0
+    """Connections closed for saying no HELLO within hello_timeout."""
+    protocol_errors: int = 0
+    """Connections closed because their bytes could not be framed."""
+    internal_errors: int = 0
+    """Requests answered ServerError because the daemon failed on them."""
+
+
 class Daemon:
     """A Host served over a Unix socket (and optionally TCP)."""
 
@@ -76,6 +100,7 @@ class Daemon:
         self.swap = SwapControl(self.host)
         self.dispatcher.swap = self.swap
         self.links: set[_Link] = set()
+        self.connections = ConnectionCounts()
         self.exit_guards: list[Callable[[], str | None]] = [
             self.swap.exit_refusal]
         """Each returns a reason not to stop now, or None."""
@@ -142,7 +167,8 @@ class Daemon:
         if self.config.metrics is not None:
             try:
                 self._metrics = metrics.serve_metrics(
-                    self._snapshot_for_thread, self.config.metrics)
+                    self._snapshot_for_thread, self.config.metrics,
+                    lambda: dataclasses.asdict(self.connections))
             except OSError as error:
                 raise _unservable("metrics", self.config.metrics,
                                   error) from None
@@ -302,6 +328,7 @@ class Daemon:
             session, welcome, displaced = self.table.hello(hello, link.peer,
                                                            link)
         except TmemError as error:
+            self.connections.refused_hello += 1
             log.info("refused %r from %s: %s", hello.name,
                      link.peer.describe(), error)
             link.connection.finish()
@@ -337,6 +364,7 @@ class _Link(asyncio.Protocol):
             self.daemon.config.hello_timeout, self._no_hello)
         limit = self.daemon.config.max_connections
         if len(self.daemon.links) >= limit:
+            self.daemon.connections.refused_busy += 1
             log.warning("refused a connection from %s: %d connections "
                         "open (max_connections)", self.peer.describe(),
                         len(self.daemon.links))
@@ -345,11 +373,13 @@ class _Link(asyncio.Protocol):
                 "takes (max_connections); try again later")
             return
         self.daemon.links.add(self)
+        self.daemon.connections.accepted += 1
 
     def _no_hello(self) -> None:
         """A connection that does not say HELLO in time is closed, so idle
         sockets cannot use up max_connections."""
         if self.session is None and not self.transport.is_closing():
+            self.daemon.connections.hello_timeouts += 1
             log.info("closed connection from %s: no HELLO within %.0f s",
                      self.peer.describe(), self.daemon.config.hello_timeout)
             self.transport.close()
@@ -369,6 +399,7 @@ class _Link(asyncio.Protocol):
             try:
                 request = connection.next_request()
             except ProtocolError as error:
+                self.daemon.connections.protocol_errors += 1
                 log.warning("closed connection from %s: %s",
                             self.peer.describe(), error)
                 self.transport.abort()
@@ -395,6 +426,7 @@ class _Link(asyncio.Protocol):
         try:
             return self.daemon.serve(self, request)
         except Exception as error:  # a bug: answer, log, keep serving
+            self.daemon.connections.internal_errors += 1
             log.exception("internal error on %s from %s",
                           request.opcode, self.peer.describe())
             return [frames.error_reply(request.opcode, request.request_id,
@@ -414,6 +446,7 @@ class _Link(asyncio.Protocol):
             self.transport.write(frames.error_reply(opcode, request_id,
                                                     error))
         elif error is not None or task.cancelled():
+            self.daemon.connections.internal_errors += 1
             log.error("%s failed: %r", opcode.name, error)
             self.transport.write(frames.error_reply(
                 opcode, request_id, ServerError(f"{opcode.name} failed: "

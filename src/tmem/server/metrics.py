@@ -22,6 +22,9 @@ Rules:
 - `tmem_up` is 1 when the snapshot was taken and 0 when the daemon did
   not answer (ConnectionLost); then nothing else is reported, and the
   scrape itself still succeeds.
+- A daemon adds its own counters (`tmem_daemon_*`): connections taken
+  in, refused by `reason` (busy, hello, hello_timeout), closed for
+  protocol errors, and requests it failed on (internal errors).
 """
 
 from __future__ import annotations
@@ -154,6 +157,8 @@ def _host(out: _Families, host: HostStats) -> None:
             ("compression_ratio", "Page bytes stored over payload bytes.",
              host.compression_ratio)):
         out.gauge(f"tmem_{name}", help_text, {}, value)
+    out.counter("tmem_dedup_collisions", "Payloads kept privately: another "
+                "payload had their hash.", {}, host.dedup_collisions)
     out.gauge("tmem_info", "Host settings (value is always 1).",
               {"compress": host.compress,
                "dedup": "on" if host.dedup else "off"}, 1)
@@ -228,15 +233,44 @@ def metric_families(snap: Snapshot) -> list[Metric]:
     return list(out.families.values())
 
 
+DAEMON_METRICS: dict[str, tuple[str, Labels, str]] = {
+    "accepted": ("connections", {}, "Connections taken in."),
+    "refused_busy": ("connections_refused", {"reason": "busy"},
+                     "Connections refused, by reason."),
+    "refused_hello": ("connections_refused", {"reason": "hello"},
+                      "Connections refused, by reason."),
+    "hello_timeouts": ("connections_refused", {"reason": "hello_timeout"},
+                       "Connections refused, by reason."),
+    "protocol_errors": ("protocol_errors", {},
+                        "Connections closed: bytes that cannot be framed."),
+    "internal_errors": ("internal_errors", {},
+                        "Requests the daemon failed on (ServerError)."),
+}
+"""ConnectionCounts field -> (family suffix, labels, help)."""
+
+
+def daemon_families(counts: Mapping[str, int]) -> list[Metric]:
+    """The daemon's own counters as `tmem_daemon_*_total` families."""
+    out = _Families()
+    for field, (suffix, labels, help_text) in DAEMON_METRICS.items():
+        out.counter(f"tmem_daemon_{suffix}", help_text, labels,
+                    counts[field])
+    return list(out.families.values())
+
+
 class SnapshotCollector(Collector):
     """Takes one snapshot per scrape and reports it.
 
     Args:
         source: returns a snapshot or raises ConnectionLost.
+        daemon: returns the daemon's own counters, if any.
     """
 
-    def __init__(self, source: Callable[[], Snapshot]) -> None:
+    def __init__(self, source: Callable[[], Snapshot],
+                 daemon: Callable[[], Mapping[str, int]] | None = None
+                 ) -> None:
         self.source = source
+        self.daemon = daemon
 
     def describe(self) -> list[Metric]:
         # nothing up front: describing would cost a snapshot at register
@@ -251,6 +285,8 @@ class SnapshotCollector(Collector):
             yield down
             return
         yield from metric_families(snap)
+        if self.daemon is not None:
+            yield from daemon_families(self.daemon())
 
 
 @dataclass
@@ -273,14 +309,16 @@ class MetricsServer:
         self.thread.join()
 
 
-def serve_metrics(source: Callable[[], Snapshot],
-                  address: str) -> MetricsServer:
+def serve_metrics(source: Callable[[], Snapshot], address: str,
+                  daemon: Callable[[], Mapping[str, int]] | None = None
+                  ) -> MetricsServer:
     """Serve `/metrics` for `source` on `address` in a background thread.
 
     Args:
         source: returns a snapshot or raises ConnectionLost (for the
             daemon itself: its host's `snapshot`).
         address: "HOST:PORT", e.g. "127.0.0.1:9100"; port 0 picks one.
+        daemon: the daemon's ConnectionCounts as a dict, if it has them.
 
     Raises:
         InvalidArgument: the address is not HOST:PORT.
@@ -288,6 +326,6 @@ def serve_metrics(source: Callable[[], Snapshot],
     """
     host, port = parse_host_port(address, "metrics")
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(source))
+    registry.register(SnapshotCollector(source, daemon))
     server, thread = start_http_server(port, host, registry=registry)
     return MetricsServer(server, thread)

@@ -14,15 +14,16 @@ Rules:
 - One thread serves every request.  Handlers hold the GIL, so libfuse's
   worker threads cannot run them in parallel and only add hand-offs:
   with them, swap-in ran 15-30% slower in our runs.
-- The pool's errors become EIO: the kernel must see a failed I/O, never a
-  silently wrong page.
+- The pool's errors become EIO (the image does it): the kernel must see
+  a failed I/O, never a silently wrong page.  The first EIO of a run is
+  logged, and the first success after it; the image counts each one.
 - When discards leave the pool at half its size or less since the last
   time (and at least TRIM_MIN_PAGES fewer), the process hands its free
   heap memory back to the kernel (malloc_trim): without it, the memory of
   a finished workload's swap stays resident, though the pool is empty.
   Not during steady churn: new pages reuse the freed memory anyway.
-- It logs events (mounted, unmounted, the pool starts or stops refusing
-  writes, memory handed back), never single pages.
+- It logs events (mounted, unmounted, the image starts or stops failing
+  with EIO, memory handed back), never single pages.
 
 Lifecycle: `SwapServer.start()` mounts in a thread of its own and returns
 once the kernel has initialised the mount; `serve()` does the same in the
@@ -57,7 +58,6 @@ import types
 from typing import Any
 
 from tmem.engine.api import PoolAPI
-from tmem.engine.errors import TmemError
 from tmem.engine.handles import PAGE_SIZE
 from tmem.swapdev.image import SwapImage
 from tmem.swapdev.system import SwapError, libfuse3_path, run
@@ -256,7 +256,7 @@ class _Operations:
     def __init__(self, image: SwapImage, ready: threading.Event) -> None:
         self.image = image
         self.ready = ready
-        self.refusing = False
+        self.failing = False
         self.snapshots: dict[int, bytes] = {}
         self.next_fh = itertools.count(1)
         self.started_ns = 0
@@ -334,29 +334,31 @@ class _Operations:
         if snapshot is not None:
             return snapshot[offset:offset + size]
         try:
-            return self.image.read(offset, size)
-        except TmemError as error:
-            raise _io_error("read", error) from None
+            data = self.image.read(offset, size)
+        except OSError as error:
+            self._failed(error)
+            raise
+        if self.failing:
+            self._recovered()
+        return data
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         try:
             written = self.image.write(offset, data)
         except OSError as error:
-            if error.errno == errno.EIO:
-                self._refusal_began(error)
+            self._failed(error)
             raise
-        except TmemError as error:
-            raise _io_error("write", error) from None
-        if self.refusing:
-            self._refusal_ended()
+        if self.failing:
+            self._recovered()
         return written
 
     def fallocate(self, path: str, mode: int, offset: int, size: int,
                   fh: int) -> int:
         try:
             flushed = self.image.fallocate(mode, offset, size)
-        except TmemError as error:
-            raise _io_error("fallocate", error) from None
+        except OSError as error:
+            self._failed(error)
+            raise
         if flushed:
             self._after_shrink(flushed)
         return 0
@@ -378,19 +380,16 @@ class _Operations:
             log.info("discards freed %d pages since the last trim; free "
                      "heap memory handed back to the kernel", freed)
 
-    def _refusal_began(self, error: OSError) -> None:
-        if not self.refusing:
-            self.refusing = True
-            log.warning("the pool refuses writes (%s); the kernel keeps "
-                        "those pages and retries", error.strerror)
+    def _failed(self, error: OSError) -> None:
+        """Log the first EIO of a run of them (the kernel sees each)."""
+        if error.errno == errno.EIO and not self.failing:
+            self.failing = True
+            log.warning("the swap image fails with EIO (%s); failed writes"
+                        " stay in the kernel's memory, failed reads kill "
+                        "their process", error.strerror)
 
-    def _refusal_ended(self) -> None:
-        self.refusing = False
-        refused = self.image.stats().refused_writes
-        log.info("the pool accepts writes again (%d refused so far)",
-                 refused)
-
-
-def _io_error(what: str, error: TmemError) -> OSError:
-    log.error("%s failed in the pool: %s", what, error)
-    return OSError(errno.EIO, f"{what} failed in the pool: {error}")
+    def _recovered(self) -> None:
+        self.failing = False
+        s = self.image.stats()
+        log.info("the swap image serves again (so far: %d writes refused, "
+                 "%d pool errors)", s.refused_writes, s.pool_errors)

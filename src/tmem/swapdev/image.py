@@ -19,7 +19,9 @@ Rules:
   pages are flushed: the kernel keeps the data and retries, and nothing
   half-written stays readable.  Data is never dropped silently.
 - Failures are `OSError` with an errno, the currency of a file system;
-  the messages name the values and the rule.
+  the messages name the values and the rule.  A pool call that raises
+  (a daemon gone, say) becomes EIO too.  Each kind of failure has its
+  counter: refused writes, bad requests, pool errors.
 
 Concurrency: any number of threads may call in at once.  Each call is a
 few pool batch calls, each atomic in the pool; the kernel never has two
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmem.engine.api import PoolAPI
-from tmem.engine.errors import InvalidArgument
+from tmem.engine.errors import InvalidArgument, TmemError
 from tmem.engine.handles import PAGE_SIZE
 
 OBJECT_PAGES = 512
@@ -69,6 +71,11 @@ class ImageStats:
     """Write calls failed with EIO because the pool refused a page."""
     refused_pages: int = 0
     """Pages the pool refused (in failed writes)."""
+    bad_requests: int = 0
+    """Calls refused for their range or mode (EINVAL, ENOSPC,
+    EOPNOTSUPP): the kernel sent what no swap device is sent."""
+    pool_errors: int = 0
+    """Calls failed with EIO because the pool raised an error."""
     discards: int = 0
     """Punch-hole (or zero-range) calls: the kernel freed swap slots."""
     discard_bytes: int = 0
@@ -140,16 +147,19 @@ class SwapImage:
     def read(self, offset: int, length: int) -> bytes:
         """Bytes [offset, offset + length), cut at the end of the image."""
         if offset < 0 or length < 0:
-            raise OSError(errno.EINVAL, f"read at offset {offset!r} of "
-                          f"{length!r} bytes: both must be >= 0")
+            raise self._bad(errno.EINVAL, f"read at offset {offset!r} of "
+                            f"{length!r} bytes: both must be >= 0")
         end = min(offset + length, self.size)
         if end <= offset:
             return b""
 
         # the covering pages, then the slice asked for
         first, last = offset // PAGE_SIZE, (end - 1) // PAGE_SIZE
-        got = self.pool.get_many(
-            handle_of(p) for p in range(first, last + 1))
+        try:
+            got = self.pool.get_many(
+                handle_of(p) for p in range(first, last + 1))
+        except TmemError as error:
+            raise self._pool_error("read", offset, error) from None
         data = b"".join(_ZERO_PAGE if page is None else page
                         for page in got)
         skip = offset - first * PAGE_SIZE
@@ -170,24 +180,33 @@ class SwapImage:
         items = [(*divmod(first + n, OBJECT_PAGES),
                   bytes(data[at:at + PAGE_SIZE]))  # one copy for bytes
                  for n, at in enumerate(range(0, len(data), PAGE_SIZE))]
-        stored = self.pool.put_many(items)
-        if all(stored):
-            self._count(writes=1, write_bytes=len(data))
-            return len(data)
-
-        # refused: fail the whole write and leave none of it readable
-        refused = stored.count(False)
-        self.pool.flush_many((o, i) for o, i, _ in items)
-        self._count(refused_writes=1, refused_pages=refused)
-        raise OSError(errno.EIO, f"write at offset {offset!r}: the pool "
-                      f"refused {refused} of {len(items)} pages, so the "
-                      "write fails whole")
+        try:
+            stored = self.pool.put_many(items)
+            refused = stored.count(False)
+            if refused:  # fail the whole write, leave none of it readable
+                self.pool.flush_many((o, i) for o, i, _ in items)
+        except TmemError as error:
+            raise self._pool_error("write", offset, error) from None
+        if refused:
+            self._count(refused_writes=1, refused_pages=refused)
+            raise OSError(errno.EIO, f"write at offset {offset!r}: the pool "
+                          f"refused {refused} of {len(items)} pages, so the "
+                          "write fails whole")
+        self._count(writes=1, write_bytes=len(data))
+        return len(data)
 
     def punch(self, offset: int, length: int) -> int:
         """Flush the pages of [offset, offset + length); return how many
         were stored.  They read as zeros afterwards."""
         first = self._check_range("punch", offset, length)
-        end = first + length // PAGE_SIZE
+        try:
+            flushed = self._flush_range(first, first + length // PAGE_SIZE)
+        except TmemError as error:
+            raise self._pool_error("punch", offset, error) from None
+        self._count(discards=1, discard_bytes=length, discarded_pages=flushed)
+        return flushed
+
+    def _flush_range(self, first: int, end: int) -> int:
         flushed = 0
         page = first
         while page < end:
@@ -202,7 +221,6 @@ class SwapImage:
                 handle_of(p) for p in range(page, stop))
             flushed += sum(found)
             page = stop
-        self._count(discards=1, discard_bytes=length, discarded_pages=flushed)
         return flushed
 
     def fallocate(self, mode: int, offset: int, length: int) -> int:
@@ -214,9 +232,9 @@ class SwapImage:
                 reserve memory ahead of use).
         """
         if mode not in _FLUSHING_MODES:
-            raise OSError(errno.EOPNOTSUPP, f"fallocate mode {mode:#x} is "
-                          "not supported: only punch-hole|keep-size and "
-                          "zero-range flush pages")
+            raise self._bad(errno.EOPNOTSUPP, f"fallocate mode {mode:#x} "
+                            "is not supported: only punch-hole|keep-size "
+                            "and zero-range flush pages")
         return self.punch(offset, length)
 
     def clear(self) -> int:
@@ -247,14 +265,24 @@ class SwapImage:
         """Return the first page number, or raise for a bad range."""
         if offset < 0 or offset % PAGE_SIZE or length <= 0 \
                 or length % PAGE_SIZE:
-            raise OSError(errno.EINVAL, f"{what} at offset {offset!r} of "
-                          f"{length!r} bytes: the swap image takes whole "
-                          f"{PAGE_SIZE}-byte pages at page offsets")
+            raise self._bad(errno.EINVAL, f"{what} at offset {offset!r} of "
+                            f"{length!r} bytes: the swap image takes whole "
+                            f"{PAGE_SIZE}-byte pages at page offsets")
         if offset + length > self.size:
-            raise OSError(errno.ENOSPC, f"{what} at offset {offset!r} of "
-                          f"{length!r} bytes ends past the image's "
-                          f"{self.size} bytes")
+            raise self._bad(errno.ENOSPC, f"{what} at offset {offset!r} of "
+                            f"{length!r} bytes ends past the image's "
+                            f"{self.size} bytes")
         return offset // PAGE_SIZE
+
+    def _bad(self, code: int, message: str) -> OSError:
+        self._count(bad_requests=1)
+        return OSError(code, message)
+
+    def _pool_error(self, what: str, offset: int,
+                    error: TmemError) -> OSError:
+        self._count(pool_errors=1)
+        return OSError(errno.EIO, f"{what} at offset {offset!r} failed in "
+                       f"the pool: {error}")
 
     def _count(self, **increments: int) -> None:
         with self._lock:
@@ -273,6 +301,8 @@ class _Counts:
     write_bytes: int = 0
     refused_writes: int = 0
     refused_pages: int = 0
+    bad_requests: int = 0
+    pool_errors: int = 0
     discards: int = 0
     discard_bytes: int = 0
     discarded_pages: int = 0
