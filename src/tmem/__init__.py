@@ -20,6 +20,7 @@ from tmem.engine.errors import (
     ProtocolError,
     ServerError,
     StreamError,
+    SwapError,
     TmemError,
 )
 from tmem.engine.handles import PAGE_SIZE, parse_size
@@ -39,8 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "PAGE_SIZE", "Busy", "CheckFailed", "Client", "ClientStats",
     "ConnectionLost", "Host", "HostStats", "InvalidArgument",
-    "LimitExceeded", "Moved", "NoSuchClient", "NoSuchPool", "OpCounts", "PageCounts",
-    "PermissionDenied", "Pool", "PoolStats", "ProtocolError", "ServerError",
-    "Snapshot",
-    "StreamError", "TmemError", "connect", "connect_control", "parse_size",
+    "LimitExceeded", "Moved", "NoSuchClient", "NoSuchPool", "OpCounts",
+    "PageCounts", "PermissionDenied", "Pool", "PoolStats", "ProtocolError",
+    "ServerError", "Snapshot", "StreamError", "SwapError", "TmemError",
+    "connect", "connect_control", "parse_size",
 ]

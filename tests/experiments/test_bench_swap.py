@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from tmem.engine.errors import SwapError
 from tmem.experiments import bench_swap
 from tmem.experiments.bench_swap import BackendResult, make_backend
 from tmem.experiments.swapload import WorkloadResult
-from tmem.swapdev.system import SwapError
 
 
 def _run(fill: float, reads: tuple[float, float]) -> WorkloadResult:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import lz4.block
 import pytest
 
+from tmem.engine.errors import SwapError
 from tmem.experiments.swapload import PageMaker, run_workload
-from tmem.swapdev.system import SwapError
 
 
 def test_pages_are_unique_non_zero_and_half_compressible() -> None:

@@ -8,8 +8,15 @@ import uuid
 
 import pytest
 
-from tmem import InvalidArgument, LimitExceeded, ProtocolError
+from tmem import (
+    ConnectionLost,
+    InvalidArgument,
+    LimitExceeded,
+    ProtocolError,
+    TmemError,
+)
 from tmem.client import calls
+from tmem.engine import errors
 from tmem.protocol import frames
 from tmem.protocol.frames import (
     BadRequest,
@@ -119,6 +126,13 @@ def test_every_status_is_one_exception_class() -> None:
         assert frames.status_of(cls("x")) == status
         error = frames.error_of(status, "boom")
         assert type(error) is cls and str(error) == "boom"
+
+
+def test_every_error_class_but_the_clients_own_crosses_the_wire() -> None:
+    defined = {cls for cls in vars(errors).values()
+               if isinstance(cls, type) and issubclass(cls, TmemError)}
+    assert defined - set(frames.STATUS_ERRORS.values()) == {
+        TmemError, ConnectionLost}
 
 
 def test_error_reply_carries_status_and_one_line_message() -> None:

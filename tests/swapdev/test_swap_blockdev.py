@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tmem.engine.errors import SwapError
 from tmem.swapdev import blockdev
-from tmem.swapdev.system import SwapArea, SwapError
+from tmem.swapdev.system import SwapArea
 
 
 def test_swapoff_is_refused_when_swapped_bytes_exceed_available() -> None:

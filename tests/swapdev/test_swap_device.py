@@ -16,13 +16,9 @@ import pytest
 
 import tmem
 from tmem import swapdev
+from tmem.engine.errors import SwapError
 from tmem.experiments.swapload import run_workload
-from tmem.swapdev.system import (
-    SwapError,
-    is_mounted,
-    loops_backed_by,
-    swap_areas,
-)
+from tmem.swapdev.system import is_mounted, loops_backed_by, swap_areas
 
 pytestmark = [pytest.mark.needs_swap, pytest.mark.needs_memcg]
 

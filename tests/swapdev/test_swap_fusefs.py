@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import tmem
+from tmem.engine.errors import SwapError
 from tmem.swapdev.fusefs import SwapServer
-from tmem.swapdev.system import SwapError, is_mounted
+from tmem.swapdev.system import is_mounted
 
 pytestmark = pytest.mark.needs_swap
 P = tmem.PAGE_SIZE

@@ -1,9 +1,12 @@
 """The exceptions every layer of tmem raises.
 
 Rules:
-- One root, `TmemError`.  Each class is one wire status (the protocol maps
-  them 1:1), so a client connected to a daemon sees the same class the
-  embedded engine would have raised.
+- One root, `TmemError`.  Each class here but ConnectionLost is one wire
+  status (the protocol maps them 1:1), so a client connected to a daemon
+  sees the same class the embedded engine would have raised.
+  ConnectionLost is the client library's own: it never crosses the wire.
+  Outside this file only `RunFailed` (an experiment or benchmark could
+  not finish) subclasses TmemError, and it is never sent either.
 - Misuse by the caller (a bad id, a wrong page length) is `InvalidArgument`;
   a peer that breaks the protocol is `ProtocolError`.  They never mix.
 - A refused put is not an exception: `put` returns False and a counter
@@ -67,6 +70,11 @@ class ConnectionLost(TmemError, ConnectionError):
 
 class StreamError(TmemError):
     """A saved-state stream is truncated, corrupted, foreign or unsupported."""
+
+
+class SwapError(TmemError):
+    """The machine refused or failed a step of bringing swap on or off
+    (mount, loop device, mkswap, swapon, a memory cgroup)."""
 
 
 class ServerError(TmemError):

@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tmem import swapdev
+from tmem.engine.errors import SwapError
 from tmem.engine.handles import PAGE_SIZE
 from tmem.experiments.measure import RunFailed, Target, rss_of
 from tmem.experiments.swapload import WorkloadResult, run_workload
-from tmem.swapdev.system import SwapError, run, swap_areas
+from tmem.swapdev.system import run, swap_areas
 
 BACKENDS = ("tmem", "zram-lz4", "zram-lzo-rle", "disk")
 PRIORITY = 32767

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from types import TracebackType
 
-from tmem.swapdev.system import SwapError
+from tmem.engine.errors import SwapError
 
 DEFAULT_SWAPPINESS = 60
 

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from tmem import corpus
+from tmem.engine.errors import SwapError
 from tmem.engine.handles import PAGE_SIZE
 from tmem.experiments.memcg import DEFAULT_SWAPPINESS, MemoryCgroup, join
-from tmem.swapdev.system import SwapError, meminfo
+from tmem.swapdev.system import meminfo
 
 _STAMP = struct.Struct("<QQ")
 _NOISE_BYTES = 4 << 20

@@ -43,6 +43,7 @@ from tmem.engine.errors import (
     ProtocolError,
     ServerError,
     StreamError,
+    SwapError,
     TmemError,
 )
 from tmem.engine.handles import FLAG_SHARED, PAGE_SIZE
@@ -130,6 +131,7 @@ class Status(enum.IntEnum):
     CHECK_FAILED = 9
     SERVER_ERROR = 10
     MOVED = 11
+    SWAP_ERROR = 12
 
 
 STATUS_ERRORS: dict[Status, type[TmemError]] = {
@@ -144,6 +146,7 @@ STATUS_ERRORS: dict[Status, type[TmemError]] = {
     Status.CHECK_FAILED: CheckFailed,
     Status.SERVER_ERROR: ServerError,
     Status.MOVED: Moved,
+    Status.SWAP_ERROR: SwapError,
 }
 ERROR_STATUS = {cls: status for status, cls in STATUS_ERRORS.items()}
 

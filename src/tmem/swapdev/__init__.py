@@ -32,6 +32,7 @@ workload that may swap, refuses to stop while a loop device holds the
 image, and locks its own memory (it must never be swapped to itself).
 """
 
+from tmem.engine.errors import SwapError
 from tmem.swapdev.device import (
     DEFAULT_MOUNTPOINT,
     SwapDevice,
@@ -44,7 +45,7 @@ from tmem.swapdev.device import (
 )
 from tmem.swapdev.fusefs import SwapServer, lock_memory, unlock_memory
 from tmem.swapdev.image import ImageStats, SwapImage
-from tmem.swapdev.system import SwapError, missing_support
+from tmem.swapdev.system import missing_support
 
 __all__ = [
     "DEFAULT_MOUNTPOINT", "ImageStats", "SwapDevice", "SwapError",

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import logging
 
+from tmem.engine.errors import SwapError
 from tmem.engine.handles import format_size
 from tmem.swapdev.system import (
     DEFAULT_TIMEOUT,
     SwapArea,
-    SwapError,
     loops_backed_by,
     mem_available,
     run,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tmem.engine.api import PoolAPI
+from tmem.engine.errors import SwapError
 from tmem.engine.handles import PAGE_SIZE, format_size, parse_size
 from tmem.swapdev import blockdev
 from tmem.swapdev.fusefs import FS_TYPE, IMAGE_NAME, STATS_NAME, SwapServer
@@ -44,7 +45,6 @@ from tmem.swapdev.image import ImageStats
 from tmem.swapdev.standalone import spawn
 from tmem.swapdev.system import (
     DEFAULT_TIMEOUT,
-    SwapError,
     fuse_server_gone,
     is_mounted,
     loops_backed_by,

@@ -58,9 +58,10 @@ import types
 from typing import Any
 
 from tmem.engine.api import PoolAPI
+from tmem.engine.errors import SwapError
 from tmem.engine.handles import PAGE_SIZE
 from tmem.swapdev.image import SwapImage
-from tmem.swapdev.system import SwapError, libfuse3_path, run
+from tmem.swapdev.system import libfuse3_path, run
 
 log = logging.getLogger(__name__)
 

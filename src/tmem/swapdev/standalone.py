@@ -32,10 +32,11 @@ import time
 from types import FrameType
 
 import tmem
+from tmem.engine.errors import SwapError
 from tmem.engine.handles import PAGE_SIZE, parse_size
 from tmem.engine.pool import PAGE_METADATA
 from tmem.swapdev.fusefs import SwapServer, lock_memory
-from tmem.swapdev.system import SwapError, is_mounted
+from tmem.swapdev.system import is_mounted
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from tmem.engine.errors import TmemError
+from tmem.engine.errors import SwapError
 
 TOOLS = ("losetup", "mkswap", "swapon", "swapoff", "umount")
 """The util-linux commands the device drives."""
@@ -31,10 +31,6 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds a command may take unless the caller knows better."""
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
-
-
-class SwapError(TmemError):
-    """The machine refused or failed a step of bringing swap on or off."""
 
 
 def run(argv: list[str], timeout: float = DEFAULT_TIMEOUT) -> str:
