@@ -1,5 +1,15 @@
-"""Helpers for testing code that uses tmem: a fake clock, a daemon
-running in a background thread, and a way to cut a client's connection.
+"""Helpers for testing code that uses tmem.
+
+- `FakeClock`: a clock that moves only when told, for `Host(clock=...)`
+  and the daemon's session table.
+- `daemon_in_thread`: a real daemon on a real Unix socket, serving from
+  a background thread until the `with` block ends; `call_in_loop` runs a
+  function on its event loop, as the daemon's own code would.
+- `break_connection`: cut a client's socket as a network blip would.
+- `wait_for`: poll a condition instead of sleeping a guessed time.
+
+Rules: nothing here fakes the wire; a test that needs a daemon talks to
+a real one, so the bytes it sees are the bytes users see.
 """
 
 from __future__ import annotations
@@ -96,5 +106,6 @@ def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"{condition!r} was not true within "
+                                 f"{timeout:g} s")
         time.sleep(0.02)

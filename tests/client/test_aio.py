@@ -61,7 +61,9 @@ def test_async_client_resumes_after_a_break(address: str,
         writer = client._wire._writer
         assert writer is not None
         writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
-        await asyncio.sleep(0.05)
+        reader = client._wire._reader_task
+        assert reader is not None
+        await asyncio.wait_for(reader, 5)  # the client saw the break
         assert await swap.get(1, 1) == pages[0]
         await client.close()
 

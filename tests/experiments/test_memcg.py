@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -58,13 +57,11 @@ def test_a_cgroup_is_limited_and_removed_even_with_members_left() -> None:
         child.stdout.readline()
         assert cgroup.procs() == [child.pid]
     finally:
-        start = time.monotonic()
         cgroup.remove()
         if child is not None:
-            assert child.wait(5) == -9
+            assert child.wait(5) == -9  # killed, not left to sleep
             assert child.stdout is not None
             child.stdout.close()
-    assert time.monotonic() - start < 5
     assert not os.path.exists(cgroup.path)
     cgroup.remove()  # again: nothing to do
 

@@ -19,7 +19,7 @@ def test_defaults_need_no_arguments() -> None:
     assert config.compress == "lz4"
 
 
-def test_file_then_flags(tmp_path: Path) -> None:
+def test_flags_override_the_config_file(tmp_path: Path) -> None:
     path = tmp_path / "tmem.toml"
     path.write_text('[serve]\ncapacity = "2GiB"\ncompress = "zstd"\n'
                     'socket_mode = "660"\ngrace = 5\n')

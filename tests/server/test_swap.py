@@ -39,7 +39,6 @@ def test_daemon_swap_serves_a_workload_and_empties_after_it(
             filled = seen["filled"]["image"]
             assert isinstance(filled, dict)
             assert filled["write_bytes"] >= 0.8 * MUST_SWAP
-            assert filled["read_bytes"] >= 0  # reads come in the next phases
             done = seen["done"]["image"]
             assert isinstance(done, dict)
             assert done["read_bytes"] >= 2 * 0.8 * MUST_SWAP

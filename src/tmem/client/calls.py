@@ -1,13 +1,16 @@
 """Each operation as a request to send and a way to read its reply.
 
-The sync and the asyncio clients share these builders, so the wire
-encoding of every call lives in one place; and `Session`, what a
-connection says in its HELLO and keeps from the WELCOME.  A `Call` is the opcode, the
-buffers of the request body and a function turning the OK reply's body
-into the result.  Arguments are checked here, before anything is sent,
-with the engine's own checks (the daemon checks again).
+The sync and the asyncio clients share what this module holds, so the
+wire encoding of every call lives in one place:
+- a `Call` is the opcode, the buffers of the request body and a function
+  that turns the OK reply's body into the result;
+- a `Session` is what a connection says in its HELLO and keeps from the
+  WELCOME (the session id and the resume token).
 
-Batches larger than the daemon's limit are cut into several calls.
+Rules:
+- Arguments are checked here, before anything is sent, with the
+  engine's own checks (the daemon checks again).
+- Batches larger than the daemon's limit are cut into several calls.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import threading
@@ -218,7 +219,9 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     parts, got = [data], len(data)
     while got < size:
         if not parts[-1]:
-            raise ConnectionResetError(0, "closed by the daemon")
+            raise ConnectionResetError(
+                errno.ECONNRESET, f"the daemon closed the connection "
+                f"{got} bytes into a {size}-byte read")
         parts.append(sock.recv(size - got, socket.MSG_WAITALL))
         got += len(parts[-1])
     return b"".join(parts)

@@ -10,9 +10,8 @@ What it measures, on pages of this machine's own files (corpus.py):
   ephemeral;
 - what compression, same-filled detection and dedup save on these pages.
 
-Targets (issue "The tmem engine"): >= 400k gets/s and >= 250k puts/s
-uncompressed; lz4 put and get within 1.3x of bare lz4; bytes per page
-<= 1.08 x payload + 64.
+Targets: >= 400k gets/s and >= 250k puts/s uncompressed; lz4 put and get
+within 1.3x of bare lz4; bytes per page <= 1.08 x payload + 64.
 """
 
 from __future__ import annotations

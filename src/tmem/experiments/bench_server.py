@@ -12,8 +12,8 @@ server's RSS growth over the put phase divided by the pages stored).
 tmemd runs without compression, like its peers; a second tmem row shows
 what lz4 costs and saves.
 
-Targets (issue "tmemd"): batched tmemd >= 2x redis and >= 1.2x memcached
-pages/s, and bytes per page below both.
+Targets: batched tmemd >= 2x redis and >= 1.2x memcached pages/s, and
+bytes per page below both.
 """
 
 from __future__ import annotations

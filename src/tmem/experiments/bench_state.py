@@ -11,8 +11,7 @@
   source stops reading it, sends the journal, and points it elsewhere),
   the whole migration time, and that every page reads back afterwards.
 
-Target (issue "Persistent pages outlive the daemon"): pause under 100 ms
-for a client with 1 GiB of persistent pages.
+Target: a pause under 100 ms for a client with 1 GiB of persistent pages.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ hurt tmem most (its server must be scheduled for every request, zram
 runs in the faulting task), so the load average is recorded with the
 results.
 
-Targets (issue #6): tmem swap-in >= the disk file's and >= 0.7x zram
-lz4's; tmem host bytes per swapped page <= zram's (lz4, like tmem's
-default codec).  Misses are reported, never hidden.
+Targets: tmem swap-in >= the disk file's and >= 0.7x zram lz4's; tmem
+host bytes per swapped page <= zram's (lz4, like tmem's default codec).
+Misses are reported, never hidden.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ measure, targets.
 
 Rules:
 - Times are best-of-N wall-clock seconds (`time.perf_counter`): on a
-  shared 2-core VM the minimum is the least noisy estimate of the work.
+  machine shared with other work the minimum is the least noisy
+  estimate of the work itself.
 - Memory is resident set size from /proc/self/statm, read after a full
   garbage collection.
 - A server under test is a process started here on a Unix socket; it is

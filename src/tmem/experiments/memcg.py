@@ -3,8 +3,8 @@
 Rules:
 - Both cgroup versions: v1 (a `memory` hierarchy, memory.limit_in_bytes)
   and v2 (the unified hierarchy, memory.max).  v1 wins when both are
-  mounted but only v1 has the memory controller (this machine's hybrid
-  set-up: its cgroup2 mount offers only hugetlb).
+  mounted but only v1 has the memory controller (a hybrid set-up whose
+  cgroup2 mount offers other controllers only).
 - A cgroup is made directly under the hierarchy's root with a unique
   name (prefix, pid, random), so runs on a shared machine never collide.
   Making one first removes the leftovers of drivers that died (same
@@ -130,12 +130,6 @@ class MemoryCgroup:
     def procs(self) -> list[int]:
         """Pids inside (empty once removed)."""
         return _procs(self.path)
-
-    def memory_stat(self) -> dict[str, int]:
-        """memory.stat as a dict."""
-        with open(os.path.join(self.path, "memory.stat")) as f:
-            pairs = (line.split() for line in f.read().splitlines())
-            return {key: int(value) for key, value in pairs}
 
     def oom_kills(self) -> int:
         """Members its OOM killer has killed (0 once removed)."""

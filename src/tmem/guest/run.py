@@ -2,8 +2,8 @@
 
 A `GuestConfig` is plain data, so a guest can be built in a child process
 from it; `GuestRun` replays the workload step by step against whatever
-`ClientAPI` it is given (an embedded host's client now, a daemon
-connection later, or None for a guest without tmem).
+`ClientAPI` it is given (an embedded host's client, a daemon
+connection, or None for a guest without tmem).
 
 Rules:
 - A step is one request, one memory reference or one idle tick.  The

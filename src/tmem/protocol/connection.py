@@ -206,7 +206,9 @@ def body_length(header: bytes, max_frame: int = MAX_FRAME) -> int:
     length, version, _, _, _ = HEADER.unpack(header)
     if version != PROTOCOL_VERSION or not 8 <= length <= max_frame:
         raise ProtocolError(
-            f"frame header {header.hex()} cannot be framed")
+            f"frame header {header.hex()} cannot be framed: version "
+            f"{version} (must be {PROTOCOL_VERSION}), length {length} "
+            f"(must be 8..{max_frame})")
     return int(length) - 8
 
 

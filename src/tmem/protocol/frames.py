@@ -501,6 +501,8 @@ class Welcome:
     """The server's answer to HELLO."""
 
     client_id: int
+    """The session's client id; negative for a control session, which has
+    no client of its own."""
     admin: bool
     resumed: bool
     resume: bytes

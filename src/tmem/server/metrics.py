@@ -1,9 +1,9 @@
 """Prometheus metrics, made from one snapshot at scrape time.
 
-The engine keeps plain int counters; a labelled `inc()` per page would
-cost more than a put itself (baselines.md, section 6).  So nothing here
-touches the per-page path: each scrape takes one snapshot and turns it
-into metric families.
+The engine keeps plain int counters: prometheus_client's labelled
+`labels(...).inc()` costs about 1.6 us, as much as an uncompressed put
+itself.  So nothing here touches the per-page path: each scrape takes
+one snapshot and turns it into metric families.
 
 Rules:
 - Names follow Prometheus conventions: `tmem_` prefix, base units

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -170,7 +169,8 @@ async def migrate(daemon: Daemon, session: Session, address: str,
         raise Busy(f"{session.describe()} cannot be migrated now: {why}")
     wire = AsyncWire(parse_address(address), f"migrate-{session.name}",
                      token, control=True, resume_window=0.0)
-    started = time.monotonic()
+    clock = daemon.host.clock
+    started = clock()
     pools = _persistent(client)
     session.migrating = True
     for pool in pools:
@@ -200,7 +200,7 @@ async def migrate(daemon: Daemon, session: Session, address: str,
     report = {"client": session.name, "to": address, "pages": sent[0],
               "bytes": sent[1], "pause_ms": pause * 1000,
               "precopy_rounds": rounds,
-              "seconds": time.monotonic() - started}
+              "seconds": clock() - started}
     log.info("migrated %s to %s: %d pages, paused %.1f ms",
              session.describe(), address, sent[0], pause * 1000)
     return report
@@ -306,7 +306,7 @@ async def _switch(daemon: Daemon, wire: AsyncWire, restore_id: int,
     """Pause the client, send the journal, point the client elsewhere."""
     link: Any = session.connection
     link.transport.pause_reading()
-    paused = time.monotonic()
+    paused = daemon.host.clock()
     try:
         out = _Chunks(wire, restore_id)
         with daemon.host.lock:
@@ -319,7 +319,7 @@ async def _switch(daemon: Daemon, wire: AsyncWire, restore_id: int,
             f"{token}"
     finally:
         link.transport.resume_reading()
-    return time.monotonic() - paused
+    return daemon.host.clock() - paused
 
 
 def _write_delta(out: _Chunks, session: Session, pools: list[Pool],

@@ -220,11 +220,6 @@ class SessionTable:
             if now - session.detached_at >= self.grace:
                 self.close(session, "not resumed within the grace period")
 
-    def next_expiry(self) -> float | None:
-        """When `expire` next has work, on the table's clock."""
-        times = [s.detached_at + self.grace for s in self._expiring()]
-        return min(times, default=None)
-
     def _expiring(self) -> list[Session]:
         return [s for s in self.by_token.values()
                 if not s.attached and not s.handed_over]

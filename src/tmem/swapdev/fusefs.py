@@ -12,8 +12,8 @@ Rules:
 - libfuse3 is loaded through mfusepy (FUSE_LIBRARY_PATH), because only
   mfusepy passes on fallocate, which is how discards arrive.
 - One thread serves every request.  Handlers hold the GIL, so libfuse's
-  worker threads cannot run them in parallel and only add hand-offs:
-  with them, swap-in ran 15-30% slower in our runs.
+  worker threads cannot run them in parallel and only add hand-offs
+  (with them, `tmem bench swap` measured swap-in 15-30% slower).
 - The pool's errors become EIO (the image does it): the kernel must see
   a failed I/O, never a silently wrong page.  The first EIO of a run is
   logged, and the first success after it; the image counts each one.
