@@ -12,7 +12,8 @@ Rules:
   UUID (when the host enforces shared auth).  Joining a pool it already
   uses returns the same handle.
 - `close()` destroys the client's private pools at once, leaves its shared
-  pools (their pages stay for the other sharers) and frees its slot.
+  pools (their pages stay for the other sharers), and the host forgets
+  the client.
 
 Settings (weight, cap, compression, freezing, auth) are changed through
 the host, which is the authority; a client cannot change its own.
@@ -131,7 +132,7 @@ class Client:
             return self.snapshot()
 
     def close(self) -> None:
-        """Destroy private pools, leave shared ones, free the client slot.
+        """Destroy private pools, leave shared ones, leave the host.
 
         Closing twice is harmless.
         """

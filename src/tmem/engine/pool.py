@@ -497,22 +497,22 @@ class Pool:
         ops.object_flush_pages += count
         return count
 
-    def drop_pages(self, limit: int) -> int:
-        """Remove up to `limit` pages (lock held); return how many.
+    def flush_some(self, limit: int) -> int:
+        """Flush up to `limit` pages, whichever (lock held); return how many.
 
         For tearing down a large pool in slices, so the lock holder can let
-        others in between.
+        others in between.  The client did not ask: nothing is counted.
         """
         contents = self._contents
-        dropped = 0
+        flushed = 0
         for oid in list(contents.objects):
             pages = contents.objects[oid]
-            for index in list(pages)[:limit - dropped]:
+            for index in list(pages)[:limit - flushed]:
                 contents.remove(oid, pages, index)
-                dropped += 1
-            if dropped >= limit:
+                flushed += 1
+            if flushed >= limit:
                 break
-        return dropped
+        return flushed
 
     def restore_page(self, oid: int, index: int, entry: Entry) -> None:
         """Store an already encoded entry (restore; lock held, room made).

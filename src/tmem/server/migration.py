@@ -343,13 +343,13 @@ async def _free(daemon: Daemon, session: Session) -> None:
     assert client is not None
     host = daemon.host
     while True:
-        dropped = 0
+        flushed = 0
         with host.lock:
             for pool in (p for p in client.slots if p is not None):
-                dropped += pool.drop_pages(PAGES_PER_SLICE - dropped)
-                if dropped >= PAGES_PER_SLICE:
+                flushed += pool.flush_some(PAGES_PER_SLICE - flushed)
+                if flushed >= PAGES_PER_SLICE:
                     break
-        if not dropped:
+        if not flushed:
             break
         await asyncio.sleep(0)
     daemon.table.close(session, "migrated")
