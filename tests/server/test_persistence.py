@@ -3,6 +3,7 @@ restore on request."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,21 @@ def test_a_state_that_cannot_be_saved_at_shutdown_is_reported(
         assert not daemon.lost_pages
     assert daemon.lost_pages  # and `tmem serve` exits 1
     client._wire._drop()
+
+
+def test_a_fifo_never_blocks_the_daemon(sockdir: Path,
+                                        pages: list[bytes]) -> None:
+    fifo = sockdir / "pipe"
+    os.mkfifo(fifo)
+    with daemon_in_thread(sockdir / "f.sock") as daemon, \
+            tmem.connect(f"unix:{daemon.config.socket}", name="db") as c, \
+            tmem.connect_control(f"unix:{daemon.config.socket}") as ctl:
+        c.new_pool(persistent=True).put(1, 1, pages[0])
+        with pytest.raises(tmem.InvalidArgument, match="a FIFO"):
+            ctl.restore(fifo)
+        with pytest.raises(tmem.InvalidArgument, match="a FIFO"):
+            ctl.save("db", fifo, force=True)
+        assert c.pool(0).get(1, 1) == pages[0]  # still serving
+    with pytest.raises(tmem.InvalidArgument, match="a FIFO"), \
+            daemon_in_thread(sockdir / "g.sock", state=fifo):
+        pass

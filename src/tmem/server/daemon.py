@@ -232,10 +232,10 @@ class Daemon:
         if self.config.state is not None:
             try:
                 persistence.save_state(self.table, self.config.state)
-            except OSError as error:
+            except InvalidArgument as error:
                 self.lost_pages = True
-                log.error("could not save the state to %s: %s; persistent "
-                          "pages are lost", self.config.state, error)
+                log.error("could not save the state: %s; persistent pages "
+                          "are lost", error)
         for link in list(self.links):
             link.transport.close()
         for server in self._servers:

@@ -7,9 +7,9 @@ its client to resume it with the token it already holds, and finds its
 pools under the same ids.  Ephemeral pages are not kept.
 
 Rules:
-- The file is written to FILE.tmp (mode 0600: it holds tenants' pages),
-  flushed to disk and renamed over FILE, so a crash while saving leaves
-  the previous state, never half a state.
+- The file is written beside FILE (mode 0600: it holds tenants' pages),
+  flushed to disk and renamed over FILE (see files.py), so a crash while
+  saving leaves the previous state, never half a state.
 - Once loaded, FILE is removed: the pages live in memory again, and a
   crash must not bring back pages that clients have since replaced or
   flushed.  A crash (SIGKILL, power loss) loses everything since the last
@@ -23,12 +23,13 @@ Rules:
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+from typing import BinaryIO
 
 from tmem.engine import state
 from tmem.engine.errors import InvalidArgument, StreamError
 from tmem.engine.handles import format_size
+from tmem.server import files
 from tmem.server.sessions import SessionTable, adopt_restored
 
 log = logging.getLogger("tmem.daemon")
@@ -36,33 +37,31 @@ log = logging.getLogger("tmem.daemon")
 
 def check_state_path(path: Path) -> None:
     """Refuse a state path that could not be written at shutdown."""
-    folder = path.parent
-    if path.is_dir():
-        raise InvalidArgument(f"state file {str(path)!r} is a directory")
-    if not folder.is_dir():
-        raise InvalidArgument(
-            f"state file {str(path)!r}: its folder does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidArgument(
-            f"state file {str(path)!r}: its folder is not writable")
+    try:
+        files.check_writable(path)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"state file: {error}") from None
 
 
 def save_state(table: SessionTable, path: Path) -> None:
     """Write every tenant session to `path` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
     sessions = [s for s in table.sessions() if s.client is not None]
-    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as f, table.host.lock:
+    written: list[state.StreamWriter] = []
+
+    def write(f: BinaryIO) -> None:
         writer = state.StreamWriter(f.write)
-        for session in sessions:
-            assert session.client is not None
-            state.write_client(writer, session.client, token=session.token)
-        writer.end()
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        with table.host.lock:
+            for session in sessions:
+                assert session.client is not None
+                state.write_client(writer, session.client,
+                                   token=session.token)
+            writer.end()
+        written.append(writer)
+
+    files.write_atomically(path, True, write)
     log.info("saved to %s: sessions %d, persistent pages %d (%s)", path,
-             writer.clients, writer.pages, format_size(writer.page_bytes))
+             written[0].clients, written[0].pages,
+             format_size(written[0].page_bytes))
 
 
 def load_state(table: SessionTable, path: Path) -> None:
@@ -71,10 +70,12 @@ def load_state(table: SessionTable, path: Path) -> None:
         log.info("no state file at %s yet: starting empty", path)
         return
     try:
-        with open(path, "rb") as f:
+        with files.reading(path) as f:
             images = state.read_stream(f.read)
     except StreamError as error:
         raise StreamError(f"state file {str(path)!r}: {error}") from None
+    except InvalidArgument as error:
+        raise InvalidArgument(f"state file: {error}") from None
     with table.host.lock:
         clients = state.apply(table.host, images)
     adopt_restored(table, images, clients)

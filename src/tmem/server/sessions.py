@@ -37,7 +37,7 @@ import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tmem.engine import state
 from tmem.engine.client import Client
@@ -75,6 +75,7 @@ from tmem.protocol.frames import (
     Simple,
     Welcome,
 )
+from tmem.server import files
 from tmem.server.auth import AuthPolicy, Peer
 
 log = logging.getLogger("tmem.daemon")
@@ -440,40 +441,26 @@ class Dispatcher:
         host = self.host
         client = host.find_client(ref)
         session = self.table.session_of(client)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force
-                                            else os.O_EXCL)
-        try:
-            descriptor = os.open(path, flags, 0o600)
-        except FileExistsError:
-            raise InvalidArgument(
-                f"{str(path)!r} exists; pass --force to replace it") from None
-        except OSError as error:
-            raise InvalidArgument(f"cannot write {str(path)!r}: "
-                                  f"{error.strerror or error}") from None
-        try:
-            os.fchmod(descriptor, 0o600)  # also when replacing a file
-            with os.fdopen(descriptor, "wb") as f, host.lock:
-                writer = state.StreamWriter(f.write)
-                state.write_client(writer, client, ephemeral,
-                                   None if session is None
-                                   else session.token)
+        token = None if session is None else session.token
+        written: list[state.StreamWriter] = []
+
+        def write(f: BinaryIO) -> None:
+            writer = state.StreamWriter(f.write)
+            with host.lock:
+                state.write_client(writer, client, ephemeral, token)
                 writer.end()
-        except OSError as error:
-            path.unlink(missing_ok=True)
-            raise InvalidArgument(f"cannot write {str(path)!r}: "
-                                  f"{error.strerror or error}") from None
-        return {"pages": writer.pages, "bytes": writer.page_bytes}
+            written.append(writer)
+
+        files.write_atomically(path, force, write)
+        return {"pages": written[0].pages, "bytes": written[0].page_bytes}
 
     def _restore(self, path: Path, as_name: object) -> dict[str, Any]:
         """Create clients from a file; each waits detached for a resume."""
         if as_name is not None and not isinstance(as_name, str):
             raise InvalidArgument(f"'as' = {as_name!r} must be a name")
         try:
-            with open(path, "rb") as f:
+            with files.reading(path) as f:
                 images = state.read_stream(f.read)
-        except OSError as error:
-            raise InvalidArgument(f"cannot read {str(path)!r}: "
-                                  f"{error.strerror or error}") from None
         except StreamError as error:
             raise StreamError(f"{str(path)!r}: {error}") from None
         with self.host.lock:
