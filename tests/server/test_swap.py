@@ -6,13 +6,17 @@ Torn down (swapoff, loop detach, unmount, cgroup) whether it passes or not.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 import tmem
+from tmem import swapdev
 from tmem.experiments.swapload import run_workload
+from tmem.swapdev.system import is_mounted
 from tmem.testing import call_in_loop, daemon_in_thread
 
 pytestmark = [pytest.mark.needs_swap, pytest.mark.needs_memcg]
@@ -70,3 +74,35 @@ def test_swap_larger_than_the_pool_is_refused(sockdir: Path) -> None:
             ctl.swap_on("1GiB", None, str(sockdir / "swap"))
         with pytest.raises(tmem.NoSuchPool, match="no tmem swap"):
             ctl.swap_off()
+
+
+def test_swap_needs_an_absolute_mountpoint(sockdir: Path) -> None:
+    with daemon_in_thread(sockdir / "a.sock", capacity="256MiB") as daemon, \
+            tmem.connect_control(f"unix:{daemon.config.socket}") as ctl:
+        for where in ("", "relative/dir"):
+            with pytest.raises(tmem.InvalidArgument, match="absolute"):
+                ctl._wire.call_waiting(tmem.client.calls.control(
+                    tmem.protocol.frames.Op.SWAP_ON, size="64MiB",
+                    priority=None, mountpoint=where))
+        assert daemon.swap.device is None
+
+
+def test_swap_off_takes_down_a_device_whose_server_died(
+        sockdir: Path) -> None:
+    mountpoint = str(sockdir / "dead")
+    device = swapdev.on("64MiB", None, mountpoint)
+    try:
+        assert device.server is not None
+        os.kill(device.server_pid, signal.SIGKILL)
+        device.server.stop(5)
+        with daemon_in_thread(sockdir / "d.sock") as daemon, \
+                tmem.connect_control(f"unix:{daemon.config.socket}") as ctl:
+            with pytest.raises(tmem.NoSuchPool, match="dead one at"):
+                ctl.swap_status()
+            steps = ctl.swap_off()["steps"]
+            assert isinstance(steps, list) and steps[0].startswith("swapoff")
+            with pytest.raises(tmem.NoSuchPool, match=r"is on$"):
+                ctl.swap_status()
+        assert not is_mounted(mountpoint)
+    finally:
+        swapdev.off(mountpoint)

@@ -207,3 +207,20 @@ def _exited(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_on_never_mounts_over_a_directory_that_holds_files(
+        tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(SwapError, match="is not empty"):
+        swapdev.on("64MiB", None, str(tmp_path))
+    assert not is_mounted(str(tmp_path))
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("priority", [-5, 32768, True])
+def test_on_refuses_a_priority_swapon_would_not_keep(
+        tmp_path: Path, priority: int) -> None:
+    with pytest.raises(SwapError, match=r"priority .* in 0\.\.32767"):
+        swapdev.on("64MiB", priority, str(tmp_path / "mnt"))
+    assert not (tmp_path / "mnt").exists()

@@ -454,6 +454,8 @@ class RemoteControl:
                 mountpoint: str | None = None) -> dict[str, object]:
         """Have the daemon serve kernel swap from a persistent pool (the
         daemon must run as root)."""
+        if mountpoint:
+            mountpoint = os.path.abspath(mountpoint)  # the caller's cwd
         return dict(self._wire.call_waiting(calls.control(
             Op.SWAP_ON, size=size, priority=priority,
             mountpoint=mountpoint)))

@@ -25,17 +25,24 @@ import os
 from typing import Any
 
 from tmem.engine.client import Client
-from tmem.engine.errors import Busy, LimitExceeded, NoSuchPool
+from tmem.engine.errors import (
+    Busy,
+    InvalidArgument,
+    LimitExceeded,
+    NoSuchPool,
+)
 from tmem.engine.handles import format_size, parse_size
 from tmem.engine.host import Host
 from tmem.swapdev import (
     DEFAULT_MOUNTPOINT,
     SwapDevice,
     SwapError,
+    dead,
     lock_memory,
     missing_support,
     off,
     on,
+    reap,
     status,
     stop_refusal,
     unlock_memory,
@@ -65,7 +72,7 @@ class SwapControl:
                       mountpoint: str | None) -> dict[str, Any]:
         nbytes = parse_size(size, "swap size")
         self._check_can_start(nbytes)
-        where = os.path.abspath(mountpoint or DEFAULT_MOUNTPOINT)
+        where = _check_mountpoint(mountpoint)
         client = self.host.client(CLIENT_NAME)
         self._changing = True
         try:
@@ -101,8 +108,14 @@ class SwapControl:
 
     async def turn_off(self) -> dict[str, Any]:
         device = self.device
-        if device is None or self._changing:
-            raise NoSuchPool("no tmem swap device is on")
+        if self._changing:
+            raise Busy("swap is changing: try again when it is done")
+        if device is None:
+            steps = await asyncio.to_thread(reap)
+            if not steps:
+                raise NoSuchPool("no tmem swap device is on")
+            log.info("swap off, dead devices: %s", "; ".join(steps))
+            return {"steps": steps}
         self._changing = True
         try:
             steps = await asyncio.to_thread(off, device.mountpoint,
@@ -118,7 +131,10 @@ class SwapControl:
 
     def report(self) -> dict[str, Any]:
         if self.device is None:
-            raise NoSuchPool("no tmem swap device is on")
+            gone = dead()
+            raise NoSuchPool("no tmem swap device is on" + (
+                f"; a dead one at {', '.join(gone)} still holds swap: "
+                "`tmem swap off` takes it down" if gone else ""))
         now = status(self.device.mountpoint)
         assert self._client is not None
         stats = self._client.stats()
@@ -126,3 +142,12 @@ class SwapControl:
                 "pages": stats.persistent_pages,
                 "bytes": stats.persistent_bytes,
                 "image": vars(now.image)}
+
+
+def _check_mountpoint(mountpoint: str | None) -> str:
+    if mountpoint is None:
+        return DEFAULT_MOUNTPOINT
+    if not isinstance(mountpoint, str) or not os.path.isabs(mountpoint):
+        raise InvalidArgument(f"mount point {mountpoint!r} must be an "
+                              "absolute path")
+    return os.path.normpath(mountpoint)

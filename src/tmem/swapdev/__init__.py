@@ -10,7 +10,7 @@ kernel as an ordinary swap device:
 - fusefs.py: `SwapServer`, the FUSE file system serving one image
   (direct_io, so every swap-out is a put and every swap-in a get).
 - blockdev.py: losetup, mkswap, swapon and their undoing (root).
-- device.py: `on`, `off`, `status`, `reap`: the whole lifecycle.
+- device.py: `on`, `off`, `status`, `dead`, `reap`: the whole lifecycle.
 - standalone.py: a server process with its own embedded Host, for when
   no tmem daemon serves the image.
 - system.py: commands with timeouts, /proc parsers, `SwapError`, and
@@ -37,6 +37,7 @@ from tmem.swapdev.device import (
     DEFAULT_MOUNTPOINT,
     SwapDevice,
     SwapStatus,
+    dead,
     off,
     on,
     reap,
@@ -49,7 +50,7 @@ from tmem.swapdev.system import missing_support
 
 __all__ = [
     "DEFAULT_MOUNTPOINT", "ImageStats", "SwapDevice", "SwapError",
-    "SwapImage", "SwapServer", "SwapStatus", "lock_memory",
+    "SwapImage", "SwapServer", "SwapStatus", "dead", "lock_memory",
     "missing_support", "off", "on", "reap", "status", "stop_refusal",
     "unlock_memory",
 ]

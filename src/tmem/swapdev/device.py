@@ -8,6 +8,8 @@ Rules:
   pool is given (the daemon's way), else from a standalone server process
   with its own embedded Host (tests, benchmarks, no daemon).  A failed
   step tears down what the steps before it made.
+- `on` mounts only on an empty or a new directory: mounting over one
+  that holds files would hide them until `off`.
 - `off` finds what exists from the machine itself (mounts, loop devices,
   /proc/swaps), not from memory of `on`, so it works after a crash or a
   partial failure, and again after it succeeded.  It refuses before
@@ -57,6 +59,8 @@ from tmem.swapdev.system import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MOUNTPOINT = "/run/tmem/swap"
+MAX_PRIORITY = 32767
+"""The highest priority swapon(8) takes."""
 MIN_SIZE = 1 << 20
 """The smallest image on/off accept (mkswap wants at least 10 pages)."""
 _UNMOUNT_TRIES = 20
@@ -140,6 +144,7 @@ def on(size: int | str, priority: int | None = None,
             or a step failed (what was made is torn down).
     """
     nbytes = _check_size(size)
+    _check_priority(priority)
     missing = missing_support()
     if missing:
         raise SwapError("tmem swap cannot run here: " + "; ".join(missing))
@@ -148,6 +153,7 @@ def on(size: int | str, priority: int | None = None,
     if is_mounted(mountpoint):
         raise SwapError(f"{mountpoint!r} is already mounted: run off() "
                         "first")
+    _check_empty(mountpoint)
     try:
         os.makedirs(mountpoint, exist_ok=True)
     except OSError as error:
@@ -205,6 +211,12 @@ def off(mountpoint: str = DEFAULT_MOUNTPOINT, *,
     return steps
 
 
+def dead() -> list[str]:
+    """Mount points of tmem swap devices whose server has died."""
+    return [m for m in mount_points_of_type(FS_TYPE)
+            if fuse_server_gone(m)]
+
+
 def reap(timeout: float = DEFAULT_TIMEOUT) -> list[str]:
     """Take down every tmem swap device whose server died; return the
     steps done.
@@ -217,11 +229,10 @@ def reap(timeout: float = DEFAULT_TIMEOUT) -> list[str]:
         SwapError: a step failed (see `off`).
     """
     steps = []
-    for mountpoint in mount_points_of_type(FS_TYPE):
-        if fuse_server_gone(mountpoint):
-            log.warning("tmem swap at %s lost its server; taking it down",
-                        mountpoint)
-            steps += off(mountpoint, timeout=timeout)
+    for mountpoint in dead():
+        log.warning("tmem swap at %s lost its server; taking it down",
+                    mountpoint)
+        steps += off(mountpoint, timeout=timeout)
     return steps
 
 
@@ -270,6 +281,29 @@ def _check_size(size: int | str) -> int:
         raise SwapError(f"swap size {size!r} must be whole {PAGE_SIZE}-byte"
                         f" pages and at least {format_size(MIN_SIZE)}")
     return nbytes
+
+
+def _check_priority(priority: int | None) -> None:
+    if priority is None:
+        return
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not 0 <= priority <= MAX_PRIORITY:
+        raise SwapError(f"swap priority {priority!r} must be an integer in "
+                        f"0..{MAX_PRIORITY} (or none: the kernel's default)")
+
+
+def _check_empty(mountpoint: str) -> None:
+    """Refuse to mount over a directory that holds something."""
+    try:
+        inside = os.listdir(mountpoint)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # to be made; making it says what is wrong
+    except OSError as error:
+        raise SwapError(f"mount point {mountpoint!r}: "
+                        f"{error.strerror}") from None
+    if inside:
+        raise SwapError(f"mount point {mountpoint!r} is not empty: choose "
+                        "an empty or a new directory")
 
 
 def _start_server(pool: PoolAPI | None, size: int, mountpoint: str,
