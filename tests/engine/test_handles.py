@@ -101,7 +101,8 @@ def test_sizes_parse_binary_and_decimal_units(text: object,
 
 
 @pytest.mark.parametrize("bad", ["12 parsecs", "", "-1M", -5, None, 1.5, "1.5",
-                                 "2.5B"])
+                                 "2.5B", 1 << 63, "99999999999999999999TiB",
+                                 "9" * 400])
 def test_sizes_refuse_nonsense(bad: object) -> None:
     with pytest.raises(InvalidArgument, match="capacity"):
         h.parse_size(bad, "capacity")

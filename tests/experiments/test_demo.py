@@ -240,3 +240,11 @@ def test_guest_frames_beyond_the_total_are_refused(tmp_path: Path) -> None:
     with pytest.raises(tmem.InvalidArgument, match="add up to 5000, more "
                        "than total_frames 512"):
         scenario.load(write(tmp_path, text))
+
+
+def test_an_experiment_file_that_is_not_text_is_named(
+        tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00guest")
+    with pytest.raises(tmem.InvalidArgument, match=r"binary\.toml' is not"):
+        scenario.load(path)

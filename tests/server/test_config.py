@@ -57,6 +57,13 @@ def test_bad_settings_are_refused_naming_them(tmp_path: Path, text: str,
         cfg.load(path, {})
 
 
+def test_a_config_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00c")
+    with pytest.raises(InvalidArgument, match=r"binary\.toml' is not TOML"):
+        cfg.load(path, {})
+
+
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="cannot be read"):
         cfg.load(tmp_path / "absent.toml", {})

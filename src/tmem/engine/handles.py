@@ -190,6 +190,10 @@ _UNITS = {
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
 
 
+MAX_SIZE = (1 << 63) - 1
+"""The largest size anything takes: what a signed 64-bit count holds."""
+
+
 def parse_size(value: object, what: str = "size") -> int:
     """Parse "512MiB", "1G", "4096" or an int into bytes.
 
@@ -197,19 +201,24 @@ def parse_size(value: object, what: str = "size") -> int:
     of 1000.
     """
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise InvalidArgument(f"{what} {value!r} must not be negative")
-        return value
-    if isinstance(value, str):
-        match = _SIZE.fullmatch(value)
-        if match and match.group(2).lower() in _UNITS:
-            number, unit = float(match.group(1)), _UNITS[
-                match.group(2).lower()]
-            if unit == 1 and not number.is_integer():
-                raise InvalidArgument(
-                    f"{what} {value!r} must be a whole number of bytes")
-            return int(number * unit)
-    raise InvalidArgument(
+        nbytes = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value)) \
+            and match.group(2).lower() in _UNITS:
+        number, unit = float(match.group(1)), _UNITS[match.group(2).lower()]
+        if unit == 1 and not number.is_integer():
+            raise InvalidArgument(
+                f"{what} {value!r} must be a whole number of bytes")
+        nbytes = int(min(number * unit, MAX_SIZE + 1))
+    else:
+        raise _not_a_size(what, value)
+    if not 0 <= nbytes <= MAX_SIZE:
+        raise InvalidArgument(f"{what} {value!r} must be 0..{MAX_SIZE} "
+                              "bytes (8 EiB)")
+    return nbytes
+
+
+def _not_a_size(what: str, value: object) -> InvalidArgument:
+    return InvalidArgument(
         f"{what} {value!r} is not a size: use bytes or a number with "
         "K/M/G/T, KiB/MiB/GiB/TiB or KB/MB/GB/TB")
 

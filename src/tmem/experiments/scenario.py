@@ -181,7 +181,7 @@ def load(path: Path) -> Scenario:
     except OSError as error:
         raise InvalidArgument(f"experiment file {str(path)!r} cannot be "
                               f"read: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InvalidArgument(f"experiment file {str(path)!r} is not "
                               f"TOML: {error}") from None
     return from_dict(raw, where=str(path))

@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,16 @@ from tmem.monitor.text import render_list
 
 MIB = 1 << 20
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def positive_number(ctx: click.Context, param: click.Parameter,
+                    value: float | None) -> float | None:
+    """A click callback: finite and above zero (a float type alone lets
+    nan and inf through)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value!r} must be a finite number "
+                                 "above 0", ctx, param)
+    return value
 
 
 def _remember_token_file(ctx: click.Context, _: click.Parameter,
@@ -75,7 +86,7 @@ def open_control(address: str | None) -> ControlAPI:
 
 @click.command()
 @click.option("-d", "--delay", "interval", default=3.0, show_default=True,
-              type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              type=float, callback=positive_number, metavar="SECONDS",
               help="Seconds between refreshes.")
 @click.option("-b", "--batch", is_flag=True,
               help="Print plain-text frames instead of the live screen.")
@@ -289,7 +300,7 @@ def shared_auth(words: tuple[str, ...], every: bool, uuid: str,
 
 
 @ctl.command(context_settings=_NEGATIVE_VALUES)
-@click.argument("mib", type=click.FloatRange(min=0, min_open=True))
+@click.argument("mib", type=float, callback=positive_number)
 @_connect_option
 def flush(mib: float, address: str | None) -> None:
     """Evict ephemeral pages until MIB MiB are freed (host-wide)."""

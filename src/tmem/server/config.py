@@ -200,7 +200,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InvalidArgument(
             f"config file {str(path)!r} cannot be read: "
             f"{error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InvalidArgument(
             f"config file {str(path)!r} is not TOML: {error}") from None
     section = data.get("serve", data)
