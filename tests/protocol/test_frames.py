@@ -155,3 +155,13 @@ def test_reply_decoders_refuse_malformed_bodies() -> None:
         frames.decode_welcome(b"short")
     with pytest.raises(ProtocolError):
         frames.decode_pools(b"x" * 5)
+
+
+def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    request = frames.decode_request(Op.FREEZE, 1, memoryview(
+        b'{"a":' + nested + b"}"))
+    assert isinstance(request, BadRequest)
+    assert "not JSON" in str(request.error)
+    with pytest.raises(errors.ProtocolError, match="not JSON"):
+        frames.decode_json(nested)

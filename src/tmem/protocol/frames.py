@@ -466,7 +466,7 @@ def _simple(op: Op, rid: int, body: memoryview) -> Request:
 def _control(op: Op, rid: int, body: memoryview) -> Request:
     try:
         args = json.loads(bytes(body) or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError(f"{op.name} body is not JSON") from None
     if not isinstance(args, dict):
         raise ProtocolError(f"{op.name} body must be a JSON object")
@@ -585,5 +585,5 @@ def encode_json(value: Any) -> bytes:
 def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError("reply body is not JSON") from None
