@@ -64,9 +64,9 @@ def demo(output: Path | None, as_json: bool) -> None:
               help="Folder for results.json and plot.png.")
 @_summary_json
 @click.option("--connect", "address", default=None,
-              help="Use this daemon for the tmem run instead of starting "
-              "one (its capacity is the scenario's pool during the run, "
-              "then set back; its other clients share it).")
+              help="Use this daemon, which must have no clients, for the "
+              "tmem run instead of starting one (its capacity is the "
+              "scenario's pool during the run, then set back).")
 @click.option("--compress", help="Override the scenario's codec.")
 @click.option("--guest-share", type=float,
               help="Override the share of RAM guests keep with tmem.")
@@ -107,8 +107,10 @@ def bench() -> None:
 
 @bench.command("engine")
 @click.option("--pages", default=100_000, show_default=True,
+              type=click.IntRange(min=1),
               help="Real pages to store (the memory target wants 100k).")
 @click.option("--repeats", default=3, show_default=True,
+              type=click.IntRange(min=1),
               help="Runs per measurement; the fastest counts.")
 @_results_json
 def bench_engine(pages: int, repeats: int, as_json: bool) -> None:
@@ -162,10 +164,13 @@ def serve(config_file: Path | None, **overrides: Any) -> None:
 
 @bench.command("server")
 @click.option("--clients", default=4, show_default=True,
+              type=click.IntRange(min=1),
               help="Client processes driving each server.")
 @click.option("--pages", default=20_000, show_default=True,
+              type=click.IntRange(min=1),
               help="Pages per client in the batched workload.")
 @click.option("--unbatched", default=3_000, show_default=True,
+              type=click.IntRange(min=1),
               help="Pages per client in the unbatched workload.")
 @_results_json
 def bench_server(clients: int, pages: int, unbatched: int,
@@ -182,6 +187,7 @@ def bench_server(clients: int, pages: int, unbatched: int,
 
 @bench.command("state")
 @click.option("--pages", default=1 << 18, show_default=True,
+              type=click.IntRange(min=1),
               help="Persistent pages of the client (1 GiB by default).")
 @_results_json
 def bench_state(pages: int, as_json: bool) -> None:
@@ -197,12 +203,15 @@ def bench_state(pages: int, as_json: bool) -> None:
 
 @bench.command("swap")
 @click.option("--mib", default=600, show_default=True,
+              type=click.IntRange(min=1),
               help="The workload's memory (MiB).")
 @click.option("--limit-mib", default=200, show_default=True,
+              type=click.IntRange(min=1),
               help="Its memory cgroup's limit (MiB); the rest swaps.")
 @click.option("--size", default="1GiB", show_default=True,
               help="Each swap area's size.")
 @click.option("--repeats", default=1, show_default=True,
+              type=click.IntRange(min=1),
               help="Runs per backend; the fastest swap-in counts.")
 @click.option("--backend", "backends", multiple=True,
               type=click.Choice(["tmem", "zram-lz4", "zram-lzo-rle",
@@ -261,10 +270,13 @@ def restore(file: Path, as_name: str | None,
     (`tmem drop` ends it); the resume token is printed.
     """
     with _remote(address) as control:
-        for c in control.restore(file, as_name):
-            click.echo(f"restored client {c['name']} (id {c['client_id']}) "
-                       f"with {c['pages']:,} persistent pages; resume "
-                       f"token {c['token']}")
+        restored = control.restore(file, as_name)
+    if not restored:
+        click.echo(f"{file.resolve()} holds no clients: nothing restored")
+    for c in restored:
+        click.echo(f"restored client {c['name']} (id {c['client_id']}) "
+                   f"with {c['pages']:,} persistent pages; resume token "
+                   f"{c['token']}")
 
 
 @main.command("drop")
@@ -329,7 +341,8 @@ def swap_status(address: str | None) -> None:
 @click.option("--to", "to", required=True,
               help="The other daemon's address, as this daemon and the "
               "client both reach it.")
-@click.option("--to-token-file", type=click.Path(path_type=Path),
+@click.option("--to-token-file", type=click.Path(
+    exists=True, dir_okay=False, readable=True, path_type=Path),
               help="File holding the other daemon's admin token.")
 @monitor_commands.connect_options
 def migrate(client: str, to: str, to_token_file: Path | None,

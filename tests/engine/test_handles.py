@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+import tmem
 from tmem import InvalidArgument
 from tmem.engine import handles as h
 
@@ -112,3 +113,29 @@ def test_format_size_picks_a_readable_unit() -> None:
     assert h.format_size(512) == "512 B"
     assert h.format_size(1536) == "1.5 KiB"
     assert h.format_size(3 << 30) == "3.0 GiB"
+
+
+@pytest.mark.parametrize("bad", ["", "a\nb", "x\x1b]0;pwned\x07", "n\0ul",
+                                 "x" * 256, None, 5])
+def test_client_names_are_short_printable_text(bad: object) -> None:
+    with pytest.raises(InvalidArgument, match=r"1\.\.255 printable"):
+        h.check_name(bad)
+    with pytest.raises(InvalidArgument, match=r"1\.\.255 printable"):
+        tmem.Host().client(bad)  # type: ignore[arg-type]
+
+
+def test_a_long_bad_value_is_cut_short_in_its_message() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        h.check_name("\n" * 10_000)
+    assert len(str(caught.value)) < 200
+    assert "(20002 characters)" in str(caught.value)
+
+
+def test_flags_are_bools_not_any_truthy_value() -> None:
+    client = tmem.Host().client("c")
+    with pytest.raises(InvalidArgument, match="persistent 'yes' must be"):
+        client.new_pool(persistent="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="shared 1 must be"):
+        h.pool_flags(False, 1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="dedup 'yes' must be"):
+        tmem.Host(dedup="yes")  # type: ignore[arg-type]

@@ -194,3 +194,11 @@ def test_fuzzed_streams_only_raise_stream_errors(data: bytes,
 def test_bytes_after_the_end_record_are_refused() -> None:
     refused(_stream() + b"junk", "after its END record")
     refused(_stream() * 2, "after its END record")
+
+
+@pytest.mark.parametrize("name", ["", "two\nlines"])
+def test_a_restore_name_must_be_a_client_name(name: str) -> None:
+    target = tmem.Host()
+    with pytest.raises(tmem.InvalidArgument, match="restore name"):
+        target.restore(io.BytesIO(_stream()), as_name=name)
+    assert target.stats().clients == 0

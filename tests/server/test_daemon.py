@@ -182,3 +182,35 @@ def test_an_address_in_use_stops_the_start_and_leaves_no_socket(
                                  **{setting: address}):
             pass
     assert not (sockdir / "s.sock").exists()
+
+
+def test_a_remote_client_takes_pool_flags_too(address: str,
+                                              pages: list[bytes]) -> None:
+    with tmem.connect(address, name="flags") as client:
+        flags = tmem.Host().client("x").new_pool(persistent=True).flags
+        pool = client.new_pool_from_flags(flags)
+        assert pool.persistent and pool.flags == flags
+        with pytest.raises(tmem.InvalidArgument, match="reserved"):
+            client.new_pool_from_flags(flags | 1 << 12)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"name": None}, "client name None must be 1..255 printable"),
+    ({"name": "a\nb"}, "printable"),
+    ({"token": 5}, "token 5 must be bytes, a string or None"),
+])
+def test_bad_connect_arguments_are_refused_before_dialling(
+        kwargs: dict[str, object], words: str) -> None:
+    with pytest.raises(tmem.InvalidArgument, match=words):
+        tmem.connect("unix:/nonexistent/t.sock", **kwargs)  # type: ignore
+
+
+def test_a_new_capacity_follows_the_rules_of_serve(address: str) -> None:
+    with tmem.connect_control(address) as control:
+        for bad, words in ((0, "below the minimum"),
+                           ("1EiB", "not a size"),
+                           (1 << 80, "must be 0..")):
+            with pytest.raises(tmem.InvalidArgument, match=words):
+                control.set_capacity(bad)
+        control.set_capacity("1MiB")
+        assert control.snapshot().host.capacity == 1 << 20

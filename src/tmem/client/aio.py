@@ -33,6 +33,7 @@ from tmem.engine.handles import (
     FLAG_SHARED,
     OidLike,
     UuidLike,
+    parse_pool_flags,
     parse_uuid,
 )
 from tmem.engine.stats import ClientStats, PoolStats, Snapshot
@@ -262,6 +263,12 @@ class AsyncClient(calls.SessionFacts[AsyncWire]):
         pool_id, flags, parsed = await self._wire.call(
             calls.new_pool(persistent, shared, uuid))
         return AsyncPool(self._wire, pool_id, flags, parsed)
+
+    async def new_pool_from_flags(self, flags: int,
+                                  uuid: UuidLike | None = None) -> AsyncPool:
+        """`new_pool` taking flags in the original ABI layout."""
+        persistent, shared = parse_pool_flags(flags)
+        return await self.new_pool(persistent, shared, uuid)
 
     async def pool(self, pool_id: int) -> AsyncPool:
         for pool in await self.pools():

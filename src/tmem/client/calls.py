@@ -26,6 +26,7 @@ from tmem.engine.handles import (
     UuidLike,
     check_batch,
     check_index,
+    check_name,
     check_oid,
     check_page,
     parse_uuid,
@@ -215,7 +216,7 @@ class Session:
     def __init__(self, address: Address, name: str, token: bytes,
                  control: bool, resume_window: float) -> None:
         self.address = address
-        self.name = name
+        self.name = check_name(name)
         self.token = token
         self.control = control
         self.resume_window = resume_window

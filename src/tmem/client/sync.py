@@ -33,6 +33,7 @@ from tmem.client.calls import Call
 from tmem.engine.api import ClientRef
 from tmem.engine.errors import (
     ConnectionLost,
+    InvalidArgument,
     Moved,
     NoSuchClient,
     NoSuchPool,
@@ -44,7 +45,9 @@ from tmem.engine.handles import (
     FLAG_SHARED,
     OidLike,
     UuidLike,
+    parse_pool_flags,
     parse_uuid,
+    shown,
 )
 from tmem.engine.stats import ClientStats, PoolStats, Snapshot
 from tmem.protocol import frames
@@ -336,6 +339,12 @@ class RemoteClient(calls.SessionFacts[Wire]):
             calls.new_pool(persistent, shared, uuid))
         return RemotePool(self._wire, pool_id, flags, parsed)
 
+    def new_pool_from_flags(self, flags: int,
+                            uuid: UuidLike | None = None) -> RemotePool:
+        """`new_pool` taking flags in the original ABI layout."""
+        persistent, shared = parse_pool_flags(flags)
+        return self.new_pool(persistent, shared, uuid)
+
     def pool(self, pool_id: int) -> RemotePool:
         for pool in self.pools():
             if pool.pool_id == pool_id:
@@ -479,7 +488,12 @@ class RemoteControl:
 def _token(token: bytes | str | None) -> bytes:
     if token is None:
         return b""
-    return token.encode() if isinstance(token, str) else token
+    if isinstance(token, str):
+        return token.encode()
+    if not isinstance(token, bytes):
+        raise InvalidArgument(f"token {shown(token)} must be bytes, a "
+                              "string or None")
+    return token
 
 
 def connect(address: str | None = None, name: str = "client", *,

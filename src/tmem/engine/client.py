@@ -32,7 +32,12 @@ from tmem.engine.errors import (
     NoSuchClient,
     NoSuchPool,
 )
-from tmem.engine.handles import UuidLike, parse_pool_flags, parse_uuid
+from tmem.engine.handles import (
+    UuidLike,
+    check_flag,
+    parse_pool_flags,
+    parse_uuid,
+)
 from tmem.engine.pagestore import DedupTable
 from tmem.engine.pool import INDEX_MASK, SLOT_BITS, SLOT_MASK, Pool, PoolContents
 from tmem.engine.stats import ClientStats, OpCounts
@@ -104,6 +109,8 @@ class Client:
             PermissionDenied: not authorised for that shared pool.
             LimitExceeded: no free pool slot, or too many shared pools.
         """
+        check_flag(persistent, "persistent")
+        check_flag(shared, "shared")
         parsed = None if uuid is None else parse_uuid(uuid)
         with self.host.lock:
             self.check_alive()

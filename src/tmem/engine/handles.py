@@ -1,4 +1,5 @@
-"""What a caller may name: page handles, pool flags, shared-pool UUIDs, sizes.
+"""What a caller may name: page handles, pool flags, shared-pool UUIDs,
+sizes, client names.
 
 Everything a client passes in is checked here before it touches any data,
 because the original's worst hole was trusting guest-supplied ids.
@@ -14,6 +15,11 @@ Rules:
   be 0: 4 KiB), bits 24-31 the ABI version (must be 1), all other bits zero.
 - A shared-pool UUID is 128 bits; all ones is refused (the original read it
   as "make the pool private", a silent surprise we do not repeat).
+- A client name is 1..255 printable characters: names reach admins'
+  terminals and logs, where a newline or an escape sequence would forge
+  or hide rows.
+- A flag argument (persistent, shared) is a bool, not any truthy value.
+- Messages show at most the start of a long bad value (`shown`).
 """
 
 from __future__ import annotations
@@ -123,8 +129,35 @@ def check_batch(items: Iterable[Any], size: int, shape: str) -> list[Any]:
     return batch
 
 
+MAX_NAME = 255
+
+
+def check_name(name: object, what: str = "client name") -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME \
+            or not name.isprintable():
+        raise InvalidArgument(f"{what} {shown(name)} must be 1..{MAX_NAME} "
+                              "printable characters")
+    return name
+
+
+def check_flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{what} {shown(value)} must be True or False")
+    return value
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """repr(value), cut to about `limit` characters for a message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 def pool_flags(persistent: bool, shared: bool) -> int:
     """Encode pool flags in the original bit layout (4 KiB, version 1)."""
+    check_flag(persistent, "persistent")
+    check_flag(shared, "shared")
     flags = ABI_VERSION << VERSION_SHIFT
     if persistent:
         flags |= FLAG_PERSISTENT

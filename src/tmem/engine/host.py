@@ -45,7 +45,13 @@ from tmem.engine.errors import (
     PermissionDenied,
 )
 from tmem.engine.eviction import EvictionPolicy, WeightedFair
-from tmem.engine.handles import UuidLike, parse_size, parse_uuid
+from tmem.engine.handles import (
+    UuidLike,
+    check_flag,
+    check_name,
+    parse_size,
+    parse_uuid,
+)
 from tmem.engine.pagestore import DedupTable, Entry, payload_size
 from tmem.engine.pool import SLOT_BITS, PoolContents
 from tmem.engine.stats import (
@@ -92,7 +98,7 @@ class Host:
         self.capacity = parse_size(capacity, "capacity")
         self.compress = compress
         codec_named(compress)  # validate early
-        self.dedup = dedup
+        self.dedup = check_flag(dedup, "dedup")
         self.max_pools = max_pools
         self.max_clients = max_clients
         self.max_shared_pools = max_shared_pools
@@ -137,14 +143,12 @@ class Host:
                               cap: object, compress: object
                               ) -> tuple[str, int, int | None, Codec | None]:
         """Validate a new client's settings; raise naming the bad one."""
-        if not isinstance(name, str) or not name or len(name) > 255:
-            raise InvalidArgument(
-                f"client name {name!r} must be a string of 1..255 chars")
+        checked_name = check_name(name)
         checked_cap = None if cap is None else parse_size(cap, "cap")
         if compress is not None and not isinstance(compress, str):
             raise InvalidArgument(f"compress {compress!r} must be a string")
         codec = codec_named(self.compress if compress is None else compress)
-        return name, _check_weight(weight), checked_cap, codec
+        return checked_name, _check_weight(weight), checked_cap, codec
 
     def add_client(self, name: str, weight: int, cap: int | None,
                    codec: Codec | None, dedup: bool | str | None) -> Client:

@@ -51,6 +51,7 @@ from tmem.engine.handles import (
     INDEX_LIMIT,
     OID_LIMIT,
     PAGE_SIZE,
+    check_name,
     parse_pool_flags,
     parse_uuid,
 )
@@ -477,10 +478,12 @@ def apply(host: Host, images: list[ClientImage],
     Every check is made before the first client is created, so a refused
     restore changes nothing.
     """
-    if as_name is not None and len(images) != 1:
-        raise InvalidArgument(
-            f"restoring as {as_name!r} needs a stream of one client, not "
-            f"{len(images)}")
+    if as_name is not None:
+        check_name(as_name, "restore name")
+        if len(images) != 1:
+            raise InvalidArgument(
+                f"restoring as {as_name!r} needs a stream of one client, "
+                f"not {len(images)}")
     plans = [_plan(host, image, as_name) for image in images]
     _check_limits(host, images)
     free = max(0, host.capacity - host.used)
@@ -496,7 +499,8 @@ def _plan(host: Host, image: ClientImage, as_name: str | None
     s = image.settings
     try:
         checked = host.check_client_settings(
-            as_name or s.get("name"), s.get("weight", 100), s.get("cap"),
+            s.get("name") if as_name is None else as_name,
+            s.get("weight", 100), s.get("cap"),
             s.get("compress"))
         auth = {parse_uuid(u) for u in s.get("auth", [])}
     except (InvalidArgument, TypeError) as error:

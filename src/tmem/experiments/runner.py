@@ -325,9 +325,11 @@ def check_lent_daemon(scenario: Scenario, address: str) -> None:
     with tmem.connect_control(address) as control:
         clients = control.snapshot().clients
     if clients:
-        names = ", ".join(sorted({c.name for c in clients}))
+        names = sorted({c.name for c in clients})
+        listed = ", ".join(names[:5]) + (
+            f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise InvalidArgument(
-            f"the daemon at {address} already has clients ({names}); an "
+            f"the daemon at {address} already has clients ({listed}); an "
             "experiment needs one to itself, or none (no --connect)")
     if scenario.dedup:
         raise InvalidArgument(

@@ -131,7 +131,8 @@ def _mode(value: Any) -> int:
     return int(value, 8)
 
 
-def _capacity(value: Any) -> int:
+def check_capacity(value: Any) -> int:
+    """A capacity the daemon may lend: 16 pages up to the machine's RAM."""
     nbytes = parse_size(value, "capacity")
     if nbytes < MIN_CAPACITY:
         raise InvalidArgument(
@@ -147,7 +148,7 @@ def _capacity(value: Any) -> int:
 
 _CONVERT: dict[str, Any] = {
     "socket": _path, "socket_mode": _mode, "tcp": _text,
-    "capacity": _capacity, "compress": _text, "dedup": _flag,
+    "capacity": check_capacity, "compress": _text, "dedup": _flag,
     "max_clients": _whole, "max_pools": _whole, "max_connections": _whole,
     "grace": _seconds, "hello_timeout": _seconds, "token_file": _path,
     "admin_token_file": _path, "metrics": _text, "state": _path,

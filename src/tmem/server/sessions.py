@@ -77,6 +77,7 @@ from tmem.protocol.frames import (
 )
 from tmem.server import files
 from tmem.server.auth import AuthPolicy, Peer
+from tmem.server.config import check_capacity
 
 log = logging.getLogger("tmem.daemon")
 
@@ -404,8 +405,8 @@ class Dispatcher:
                 raise InvalidArgument("this server has no swap device")
             return self.swap.report()
         if op == Op.SET_CAPACITY:
-            return {"evicted": host.set_capacity(
-                _arg(args, "capacity", (int, str)))}
+            return {"evicted": host.set_capacity(check_capacity(
+                _arg(args, "capacity", (int, str))))}
         if op == Op.SAVE:
             return self._save(_client_ref(args), _path(args),
                               bool(args.get("ephemeral", False)),
