@@ -79,7 +79,7 @@ def test_live_migration_loses_nothing_and_resurrects_nothing(
         b.host.check()
 
 
-def test_migrating_to_nowhere_leaves_the_client_in_place(
+def test_migrating_to_nowhere_or_to_itself_leaves_the_client_in_place(
         sockdir: Path, pages: list[bytes]) -> None:
     with daemon_in_thread(sockdir / "a.sock") as a:
         address = f"unix:{a.config.socket}"
@@ -89,6 +89,9 @@ def test_migrating_to_nowhere_leaves_the_client_in_place(
             swap.put(1, 1, pages[0])
             with pytest.raises(tmem.ServerError, match="cannot connect"):
                 control.migrate("stay", f"unix:{sockdir}/none.sock")
+            with pytest.raises(tmem.InvalidArgument, match="already on"):
+                control.migrate("stay", address)
+            assert a.host.stats().clients == 1
             assert swap.get(1, 1) == pages[0]
             swap.put(1, 2, pages[1])
             client.new_pool()  # no longer Busy

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -84,12 +85,14 @@ class Restores:
         self.table = table
         self._pending: dict[int, _Restore] = {}
         self._next_id = 1
+        self.instance = secrets.token_hex(8)
+        """Tells a daemon that a migration's target is itself."""
 
     def begin(self, owner: Session) -> dict[str, Any]:
         restore_id = self._next_id
         self._next_id += 1
         self._pending[restore_id] = _Restore(owner)
-        return {"restore_id": restore_id}
+        return {"restore_id": restore_id, "daemon": self.instance}
 
     def _get(self, owner: Session, restore_id: int) -> _Restore:
         restore = self._pending.get(restore_id)
@@ -178,8 +181,11 @@ async def migrate(daemon: Daemon, session: Session, address: str,
     restore_id = None
     try:
         await _bounded(wire.connect(), "HELLO")
-        restore_id = await _call(wire, "RESTORE_BEGIN")
-        restore_id = restore_id["restore_id"]
+        begun = await _call(wire, "RESTORE_BEGIN")
+        restore_id = begun["restore_id"]
+        if begun.get("daemon") == daemon.dispatcher.restores.instance:
+            raise InvalidArgument(f"{session.describe()} is already on the "
+                                  f"daemon at {address}")
         sent = await _send_base(daemon, wire, restore_id, client)
         target = await _call(wire, "RESTORE_COMMIT", restore_id=restore_id)
         rounds = await _precopy(daemon, wire, restore_id, session, pools)
