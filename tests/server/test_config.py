@@ -77,6 +77,20 @@ def test_token_files_must_hold_a_real_token(tmp_path: Path) -> None:
         config.tokens()
 
 
+def test_token_files_must_be_private_and_distinct(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    token.chmod(0o644)
+    config = cfg.load(None, {"token_file": token})
+    with pytest.raises(InvalidArgument, match=r"mode 0644.*chmod 600"):
+        config.tokens()
+    token.chmod(0o600)
+    assert config.tokens() == (b"t" * 32, None)
+    config = cfg.load(None, {"token_file": token, "admin_token_file": token})
+    with pytest.raises(InvalidArgument, match="every tenant would be"):
+        config.tokens()
+
+
 def test_the_shipped_example_config_loads() -> None:
     root = Path(__file__).resolve().parents[2]
     config = cfg.load(root / "contrib" / "tmem.toml", {})

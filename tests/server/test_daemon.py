@@ -75,8 +75,10 @@ def test_close_destroys_private_pools_at_once(daemon: Daemon, address: str,
 def test_control_needs_an_admin(sockdir: Path, pages: list[bytes]) -> None:
     token = sockdir / "token"
     token.write_text("tenant-token-0123456789")
+    token.chmod(0o600)
     admin = sockdir / "admin"
     admin.write_text("admin-token-0123456789")
+    admin.chmod(0o600)
     with daemon_in_thread(sockdir / "t.sock", tcp="127.0.0.1:0",
                           token_file=token, admin_token_file=admin) as d:
         port = d.tcp_port
@@ -101,6 +103,7 @@ def test_a_resume_token_admits_its_session_over_tcp_without_a_token(
         sockdir: Path, pages: list[bytes]) -> None:
     token = sockdir / "token"
     token.write_text("tenant-token-0123456789")
+    token.chmod(0o600)
     with daemon_in_thread(sockdir / "t.sock", tcp="127.0.0.1:0",
                           token_file=token) as d:
         local = tmem.connect(f"unix:{d.config.socket}", name="moved")
@@ -171,6 +174,7 @@ def test_an_address_in_use_stops_the_start_and_leaves_no_socket(
         sockdir: Path, setting: str) -> None:
     token = sockdir / "token"
     token.write_text("t" * 32)
+    token.chmod(0o600)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -214,3 +218,10 @@ def test_a_new_capacity_follows_the_rules_of_serve(address: str) -> None:
                 control.set_capacity(bad)
         control.set_capacity("1MiB")
         assert control.snapshot().host.capacity == 1 << 20
+
+
+def test_the_folder_of_a_chosen_socket_is_never_made(sockdir: Path) -> None:
+    with pytest.raises(tmem.InvalidArgument, match="does not exist"), \
+            daemon_in_thread(sockdir / "typo" / "t.sock"):
+        pass
+    assert not (sockdir / "typo").exists()

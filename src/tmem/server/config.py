@@ -56,8 +56,13 @@ class Config:
 
     def tokens(self) -> tuple[bytes | None, bytes | None]:
         """(tenant token, admin token) read from their files."""
-        return _read_token(self.token_file), _read_token(
-            self.admin_token_file)
+        tenant = _read_token(self.token_file)
+        admin = _read_token(self.admin_token_file)
+        if tenant is not None and tenant == admin:
+            raise InvalidArgument(
+                "token_file and admin_token_file hold the same token: "
+                "every tenant would be an admin")
+        return tenant, admin
 
     def check(self) -> None:
         """Refuse settings that cannot work together."""
@@ -229,6 +234,11 @@ def _read_token(path: Path | None) -> bytes | None:
     if not 16 <= len(token) <= 255:
         raise InvalidArgument(
             f"token in {str(path)!r} has {len(token)} bytes; use 16..255")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise InvalidArgument(
+            f"token file {str(path)!r} has mode {mode:04o}: others could "
+            f"read the token; chmod 600 {str(path)!r}")
     return token
 
 

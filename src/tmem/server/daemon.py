@@ -46,7 +46,7 @@ from tmem.engine.handles import format_size
 from tmem.engine.host import Host
 from tmem.engine.stats import Snapshot
 from tmem.protocol import frames
-from tmem.protocol.address import parse_host_port
+from tmem.protocol.address import default_socket, parse_host_port
 from tmem.protocol.connection import ServerConnection, State
 from tmem.protocol.frames import Control, Hello, Op, Request, Simple
 from tmem.server import metrics, migration, persistence
@@ -484,7 +484,11 @@ def _bind_unix(path: Path, mode: int) -> socket.socket:
     under a temporary name, then renamed, so a client never finds a
     socket that refuses it, nor one more open than asked.
     """
-    _make_parent(path)
+    if path == default_socket():
+        _make_parent(path)
+    elif not path.parent.is_dir():
+        raise InvalidArgument(f"socket folder {str(path.parent)!r} does "
+                              "not exist (only the default one is made)")
     _remove_stale(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.unlink(missing_ok=True)
