@@ -189,6 +189,8 @@ def test_bad_usage_is_refused_before_any_call(control: EmbeddedControl
         assert result.exit_code == 2
         assert "Usage:" in result.output or "Invalid value" in \
             result.output
+    result = tmem_cli(control, "ctl", "freeze", "web", "--all")
+    assert "give CLIENT or --all, not both" in result.output
     assert control.calls == 0
 
 

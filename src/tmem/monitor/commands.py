@@ -166,6 +166,9 @@ def _split(words: tuple[str, ...], every: bool,
            value: str | None) -> tuple[str | None, str | None]:
     """Split `[CLIENT] [VALUE]` by whether --all was given."""
     wanted = (0 if every else 1) + (0 if value is None else 1)
+    if every and len(words) > wanted:
+        raise click.UsageError(f"give CLIENT or --all, not both (got "
+                               f"{' '.join(words)} with --all)")
     if len(words) != wanted:
         what = "--all" if every else "CLIENT"
         if value is not None:
