@@ -131,11 +131,13 @@ def test_a_guest_failing_mid_run_ends_it_with_one_line(
     broken = tmp_path / "msrc_broken.csv"
     lines = (tmem.data.trace_path("msrc_msr-cambridge1-sample.csv")
              .read_text().splitlines())
-    broken.write_text("\n".join([*lines[:700], "1,hm,0,Write,oops,2,3"]))
+    broken.write_text("\n".join(lines[:900]))
     text = SMALL.replace('trace = "lirs_sprite.trace.gz"\nstart = 30000',
                          f'trace = "{broken}"').replace(
         "busy = 3000", "busy = 400")  # line 701 is in the second window
     s = scenario.load(write(tmp_path, text))
+    # the file breaks after the load checked it: the run must still stop
+    broken.write_text("\n".join([*lines[:700], "1,hm,0,Write,oops,2,3"]))
     with pytest.raises(runner.RunFailed, match=r"guest .a. failed:.*oops"):
         runner.run(s, False)
 
@@ -248,3 +250,14 @@ def test_an_experiment_file_that_is_not_text_is_named(
     path.write_bytes(b"\xff\xfe\x00guest")
     with pytest.raises(tmem.InvalidArgument, match=r"binary\.toml' is not"):
         scenario.load(path)
+
+
+def test_a_bad_line_anywhere_in_the_replayed_window_is_refused_at_load(
+        tmp_path: Path) -> None:
+    trace = tmp_path / "lirs_bad.trace"
+    trace.write_text("1\n" * 5000 + "nan\n" + "2\n" * 2000)
+    text = SMALL.replace('trace = "lirs_sprite.trace.gz"\nstart = 30000',
+                         f'trace = "{trace}"\nstart = 0')
+    with pytest.raises(tmem.InvalidArgument,
+                       match=r"lirs_bad\.trace line 5001: block 'nan'"):
+        scenario.load(write(tmp_path, text))

@@ -96,6 +96,8 @@ def test_a_missing_file_is_one_line_naming_it(tmp_path: Path) -> None:
     ("lirs_a.txt", "1\nnan\n", "line 2: block 'nan' must be"),
     ("mqsim_a.trace", "inf 0 5 1 1\n", "time 'inf' must be a finite"),
     ("lirs_a.txt", "\u00e9\n", "line 1: b'\\xc3\\xa9' is not ASCII text"),
+    ("msrc_a.csv", "1,hm,0,Read,4503599627370496,512,1\n",
+     "line 1: offset 4503599627370496 + length 512 must end below 2**52"),
 ])
 def test_a_malformed_line_names_file_line_value_and_rule(
         tmp_path: Path, name: str, text: str, expected: str) -> None:

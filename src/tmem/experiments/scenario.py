@@ -33,7 +33,9 @@ default; see data/experiments/demo.toml):
 Rules:
 - Unknown keys, wrong types, a RAM size below MIN_FRAMES, a missing or
   unreadable trace: one line naming the key (and guest) and the rule,
-  before anything runs.
+  before anything runs.  Every trace record a guest will replay is read
+  once at load, so a malformed line stops the experiment before its
+  static run, not halfway.
 - A synthetic workload says so in its name and output; its page
   contents are still real (see guest/workloads.py).
 """
@@ -299,8 +301,11 @@ def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
     if g.format is None:
         format_of(spec.path())
     last = g.start + (g.phases - 1) * g.busy
-    window = TraceSpec(g.trace, g.format, start=last, stop=last + 1)
-    if next(iter(window.requests()), None) is None:
+    # read every record the guest will replay, so a bad line stops the
+    # experiment now rather than after its static run
+    window = TraceSpec(g.trace, g.format, start=g.start, stop=last + g.busy)
+    records = sum(1 for _ in window.requests())
+    if records <= last - g.start:
         raise InvalidArgument(
             f"{at}: trace {g.trace!r} has no record {last} (start + "
             "(phases - 1) x busy): it is too short for this schedule")

@@ -29,6 +29,7 @@ Rules:
   format stops the reader with one `InvalidArgument` line naming the file,
   the line number, the value and the rule.  So does a missing file or a
   corrupt or truncated compressed stream.  Nothing else escapes a reader.
+- A disk request must end below MAX_END, the end of a guest's disk.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ from tmem.engine.errors import InvalidArgument
 
 SECTOR = 512
 BLOCK = 4096
+
+
+MAX_END = 1 << 52
+"""Where every disk request must end: a guest disk's 2**40 blocks of
+4 KiB (memsim addresses are not disk offsets and are not bound by it)."""
 
 
 class Op(enum.Enum):
@@ -309,7 +315,9 @@ def parse(stream: BinaryIO, name: str, format: str,
     else:
         raise InvalidArgument(
             f"compression {compression!r} must be none, gzip or bzip2")
-    return _parse_lines(_lines(source, name, compression), name, parser)
+    end = None if format == "memsim" else MAX_END  # addresses, not disks
+    return _parse_lines(_lines(source, name, compression), name, parser,
+                        end)
 
 
 def _lines(stream: Iterable[bytes], name: str, compression: str
@@ -324,8 +332,8 @@ def _lines(stream: Iterable[bytes], name: str, compression: str
             f"or truncated ({error})") from None
 
 
-def _parse_lines(lines: Iterable[bytes], name: str, parser: _Parser
-                 ) -> Iterator[Request]:
+def _parse_lines(lines: Iterable[bytes], name: str, parser: _Parser,
+                 end: int | None) -> Iterator[Request]:
     for number, raw in enumerate(lines, 1):
         try:
             line = raw.decode("ascii")
@@ -340,8 +348,13 @@ def _parse_lines(lines: Iterable[bytes], name: str, parser: _Parser
             request = parser(line.rstrip("\r\n"), number)
         except _Bad as bad:
             raise InvalidArgument(f"{name} line {number}: {bad}") from None
-        if request is not None:
-            yield request
+        if request is None:
+            continue
+        if end is not None and request.offset + request.length > end:
+            raise InvalidArgument(
+                f"{name} line {number}: offset {request.offset} + length "
+                f"{request.length} must end below 2**52 bytes (4 PiB)")
+        yield request
 
 
 # -- segments -------------------------------------------------------------
