@@ -51,8 +51,10 @@ def test_shared_pool_needs_a_grant_by_the_admin(address: str,
     u = uuid.uuid4()
     with tmem.connect(address, name="a") as a, \
             tmem.connect(address, name="b") as b:
+        sock = a._wire._sock
         with pytest.raises(tmem.PermissionDenied, match="not authorised"):
             a.new_pool(shared=True, uuid=u)
+        assert a._wire._sock is sock  # a refusal is not a broken link
         a.control.authorize("a", u)
         a.control.authorize(b.client_id, u)
         sa, sb = a.new_pool(shared=True, uuid=u), b.new_pool(shared=True,

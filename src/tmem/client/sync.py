@@ -119,7 +119,7 @@ class Wire(calls.Session):
                 return call.read(self._exchange(call.opcode, call.parts))
             except Moved as moved:
                 self._follow(moved)  # it did not run: always resend
-            except (OSError, ConnectionLost):
+            except ConnectionLost:  # not OSError: PermissionDenied is one
                 if self.welcome is None:
                     raise
                 self._drop()
