@@ -165,6 +165,25 @@ def test_f_without_admin_rights_is_a_message_not_a_crash(
     run(live, scenario)
 
 
+def test_a_refused_snapshot_ends_top_with_that_one_reason(
+        live: EmbeddedControl) -> None:
+    def refuse() -> tmem.Snapshot:
+        raise tmem.PermissionDenied("'snapshot' needs an admin connection")
+
+    live.snapshot = refuse  # type: ignore[method-assign]
+    seen: list[TopApp] = []
+
+    async def scenario(pilot: Pilot[None], app: TopApp) -> None:
+        seen.append(app)
+        for _ in range(250):
+            if app.failure is not None:
+                break
+            await pilot.pause(0.02)
+    run(live, scenario)
+    assert isinstance(seen[0].failure, tmem.PermissionDenied)
+    assert not seen[0].is_running
+
+
 def test_shows_disconnected_keeps_retrying_and_recovers(
         live: EmbeddedControl) -> None:
     async def scenario(pilot: Pilot[None], app: TopApp) -> None:

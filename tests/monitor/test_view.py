@@ -40,6 +40,24 @@ def test_rates_are_counter_deltas_over_the_snapshot_clock(
         view.header()[-1]
 
 
+def test_no_rates_while_disconnected_nor_across_the_outage(
+        stepped: Traffic, clock: FakeClock) -> None:
+    host = stepped.tenants[0].client.host
+    view = v.TopView(1.0)
+    view.update(host.snapshot())
+    stepped.step()
+    clock.advance(2.0)
+    view.update(host.snapshot())
+    assert row_of(view, "web").put_rate
+    view.lost(tmem.ConnectionLost("daemon gone"))
+    assert row_of(view, "web").put_rate is None
+    assert "puts -, gets -" in view.header()[-1]
+    stepped.step()
+    clock.advance(2.0)
+    view.update(host.snapshot())  # the first after the outage
+    assert row_of(view, "web").put_rate is None
+
+
 def test_no_rates_before_the_second_snapshot(control: EmbeddedControl
                                               ) -> None:
     view = v.TopView(1.0)

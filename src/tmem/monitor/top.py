@@ -11,9 +11,10 @@ Rules:
 - At most one refresh is in flight; a timer starts one every `interval`
   seconds, so a lost daemon is retried at that pace for as long as it
   takes.
-- A failed action (not admin, client gone) is a message on the status
-  line, never a crash; ConnectionLost from an action marks the view
-  disconnected, as from a refresh.
+- A refused refresh (not an admin) ends the app and `run_top` raises it,
+  so the command prints one line.  A failed action (not admin, client
+  gone) is a message on the status line, never a crash; ConnectionLost
+  from an action marks the view disconnected, as from a refresh.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class TopApp(App[None]):
         self.view = TopView(interval)
         self.view.details = details
         self.message = ""
+        self.failure: TmemError | None = None
+        """What ended the app other than the user, for run_top to raise."""
         self._calls = threading.Lock()
         self._polling = False
         self._poll_again = False
@@ -109,8 +112,14 @@ class TopApp(App[None]):
             snap = self._call(self.control.snapshot)
         except ConnectionLost as error:
             self.call_from_thread(self._refreshed, error)
+        except TmemError as error:  # not admin, say: no use retrying
+            self.call_from_thread(self._fail, error)
         else:
             self.call_from_thread(self._refreshed, snap)
+
+    def _fail(self, error: TmemError) -> None:
+        self.failure = error
+        self.exit()
 
     def _refreshed(self, result: Snapshot | ConnectionLost) -> None:
         self._polling = False
@@ -212,5 +221,12 @@ class TopApp(App[None]):
 
 def run_top(control: ControlAPI, interval: float,
             details: bool = False) -> None:
-    """Run the monitor in this terminal until the user quits."""
-    TopApp(control, interval, details).run()
+    """Run the monitor in this terminal until the user quits.
+
+    Raises:
+        TmemError: the daemon refused the snapshot (not an admin).
+    """
+    app = TopApp(control, interval, details)
+    app.run()
+    if app.failure is not None:
+        raise app.failure

@@ -13,7 +13,8 @@ Rules:
 - A client's rates compare it with the same client id and name in the
   previous snapshot; a new client has none yet.
 - A lost connection keeps the last snapshot on screen, marked
-  disconnected; the next snapshot is compared with the last good one.
+  disconnected, without rates (they would describe a daemon that is not
+  answering); the first snapshot after it has none either.
 - Every line fits in 80 columns (text.WIDTH): the table's cells have fixed
   widths and compact numbers (see text.py).
 - Numeric columns sort largest first, ID and NAME smallest first; ties
@@ -169,12 +170,15 @@ class TopView:
     def update(self, snap: Snapshot) -> None:
         """Show a new snapshot; the one shown so far becomes the base for
         rates."""
-        self.previous, self.current = self.current, snap
+        base = self.current if self.connected else None
+        self.previous, self.current = base, snap
         self.connected = True
         self.problem = ""
 
     def lost(self, error: Exception) -> None:
-        """Mark the view disconnected; the last snapshot stays."""
+        """Mark the view disconnected; the last snapshot stays, its rates
+        go."""
+        self.previous = None
         self.connected = False
         self.problem = str(error)
 
