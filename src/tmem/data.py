@@ -56,7 +56,7 @@ def trace_path(name: str) -> Path:
     path = traces_dir() / name
     if not path.is_file():
         known = sorted(p.name for p in traces_dir().iterdir()
-                       if p.is_file() and p.name != "README.md")
+                       if p.is_file() and p.suffix not in (".md", ".py"))
         raise InvalidArgument(
             f"no bundled trace named {name!r} in {str(traces_dir())!r}; "
             f"the bundled traces are {', '.join(known)}")

@@ -68,7 +68,7 @@ def test_bundled_demo_scenario_loads_and_pools_memory() -> None:
     ("total_frames", '"lots"', "total_frames = 'lots' must be an integer"),
     ("total_frames", "100", "RAM of 50 frames is below the minimum 64"),
     ("guest_share", "1.5", "guest_share 1.5 must be between 0 and 1"),
-    ("compress", '"brotli"', "'brotli' is unknown"),
+    ("compress", '"brotli"', r"scenario\.toml: compression 'brotli'"),
 ])
 def test_bad_scenarios_are_refused_in_one_line(tmp_path: Path, key: str,
                                                value: str,
@@ -79,10 +79,15 @@ def test_bad_scenarios_are_refused_in_one_line(tmp_path: Path, key: str,
 
 
 @pytest.mark.parametrize("line, words", [
-    ("cap = -5", "guest 'a': cap = -5 must be >= 0 frames"),
-    ("weight = 99999999", "weight = 99999999 must be in 0..1000000"),
-    ("phases = 0", "phases = 0 must be >= 1"),
-    ("pages = 0", "pages = 0 must be >= 1"),
+    ("cap = -5", r"guest 'a': cap = -5 must be in 0\.\.1048576"),
+    ("cap = 9223372036854775807", r"cap = 9223372036854775807 must be in"),
+    ("weight = 99999999", r"weight = 99999999 must be in 0\.\.1000000"),
+    ("phases = 0", r"phases = 0 must be in 1\.\.10000"),
+    ("pages = 0", r"pages = 0 must be in 1\.\.1048576"),
+    ("pages = 9223372036854775807", "pages = 9223372036854775807 must"),
+    ("start = 9223372036854775807", r"start = 9223372036854775807 must"),
+    ("idle = 9223372036854775807", r"idle = 9223372036854775807 must"),
+    ('format = "bogus"', r"guest 'a': trace format 'bogus' is unknown"),
     ('trace = "/nonexistent.trace"',
      "trace file '/nonexistent.trace' does not exist"),
 ])
@@ -182,8 +187,16 @@ def test_experiment_command_reports_a_missing_daemon(tmp_path: Path) -> None:
     assert not (tmp_path / "o" / "results.json").exists()
 
 
+@pytest.mark.parametrize("name", ['""', '"two\\nlines"'])
+def test_guest_names_are_client_names(tmp_path: Path, name: str) -> None:
+    text = SMALL.replace('name = "a"', f"name = {name}")
+    with pytest.raises(tmem.InvalidArgument,
+                       match=r"scenario\.toml: guest name .* printable"):
+        scenario.load(write(tmp_path, text))
+
+
 def test_a_schedule_longer_than_its_trace_is_refused(tmp_path: Path) -> None:
-    text = SMALL.replace("start = 30000", "start = 999999999")
+    text = SMALL.replace("start = 30000", "start = 99999999")
     with pytest.raises(tmem.InvalidArgument, match="too short for this "
                        "schedule"):
         scenario.load(write(tmp_path, text))

@@ -50,6 +50,7 @@ from typing import Any
 from tmem import data
 from tmem.engine.codecs import codec_named
 from tmem.engine.errors import InvalidArgument
+from tmem.engine.handles import check_name
 from tmem.engine.host import MAX_WEIGHT
 from tmem.guest.balloon import SelfBalloon
 from tmem.guest.run import GuestConfig
@@ -68,6 +69,15 @@ MIN_FRAMES = 64
 MAX_FRAMES = 1 << 20
 """4 GiB of guest RAM in all: guests hold their frames' pages for real."""
 WORKLOADS = ("block", "anon", "synthetic-anon")
+MAX_STEPS = 10 ** 8
+"""The most records (or idle ticks) in a phase, and the latest start."""
+MAX_PHASES = 10_000
+_BOUNDS = (("start", 0, MAX_STEPS), ("busy", 1, MAX_STEPS),
+           ("idle", 0, MAX_STEPS), ("phases", 1, MAX_PHASES),
+           ("weight", 0, MAX_WEIGHT), ("cap", 0, MAX_FRAMES),
+           ("pages", 1, MAX_FRAMES))
+"""A guest key's (name, lowest, highest); a synthetic program's pages
+are bounded like RAM, since its guest holds them for real."""
 
 
 @dataclass(frozen=True)
@@ -247,7 +257,10 @@ def _check(s: Scenario, where: str) -> None:
     if not 0 < s.total_frames <= MAX_FRAMES:
         raise InvalidArgument(f"{where}: total_frames {s.total_frames!r} "
                               f"must be in 1..{MAX_FRAMES}")
-    codec_named(s.compress)
+    try:
+        codec_named(s.compress)
+    except InvalidArgument as error:
+        raise InvalidArgument(f"{where}: {error}") from None
     given = sum(g.frames or 0 for g in s.guests)
     if given > s.total_frames:
         raise InvalidArgument(
@@ -263,7 +276,16 @@ def _check(s: Scenario, where: str) -> None:
 
 
 def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
+    try:
+        check_name(g.name, "guest name")
+    except InvalidArgument as error:
+        raise InvalidArgument(f"{where}: {error}") from None
     at = f"{where}: guest {g.name!r}"
+    for key, low, high in _BOUNDS:
+        value = getattr(g, key)
+        if value is not None and not low <= value <= high:
+            raise InvalidArgument(
+                f"{at}: {key} = {value!r} must be in {low}..{high}")
     if g.workload not in WORKLOADS:
         raise InvalidArgument(f"{at}: workload {g.workload!r} must be one "
                               f"of {', '.join(WORKLOADS)}")
@@ -271,30 +293,23 @@ def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
         raise InvalidArgument(
             f"{at}: RAM of {frames} frames is below the minimum "
             f"{MIN_FRAMES}; give it more frames or raise total_frames")
-    for key in ("start", "idle"):
-        if getattr(g, key) < 0:
-            raise InvalidArgument(
-                f"{at}: {key} = {getattr(g, key)!r} must be >= 0")
-    if not 0 <= g.weight <= MAX_WEIGHT:
-        raise InvalidArgument(f"{at}: weight = {g.weight!r} must be in "
-                              f"0..{MAX_WEIGHT}")
-    if g.cap is not None and g.cap < 0:
-        raise InvalidArgument(f"{at}: cap = {g.cap!r} must be >= 0 "
-                              "frames")
-    for key in ("busy", "phases", "pages"):
-        if getattr(g, key) < 1:
-            raise InvalidArgument(
-                f"{at}: {key} = {getattr(g, key)!r} must be >= 1")
     if g.workload == "synthetic-anon":
         return
     if g.trace is None:
         raise InvalidArgument(f"{at}: workload {g.workload!r} needs a "
                               "trace")
-    spec = TraceSpec(g.trace, g.format, start=g.start, stop=g.start + 1)
     try:
-        spec.path()
+        _check_trace(g, at)
     except InvalidArgument as error:
-        raise InvalidArgument(f"{at}: {error}") from None
+        message = str(error)
+        raise InvalidArgument(message if message.startswith(at)
+                              else f"{at}: {message}") from None
+
+
+def _check_trace(g: GuestPlan, at: str) -> None:
+    assert g.trace is not None
+    spec = TraceSpec(g.trace, g.format, start=g.start, stop=g.start + 1)
+    spec.path()
     if not spec.path().is_file():
         raise InvalidArgument(f"{at}: trace file {str(spec.path())!r} "
                               "does not exist or is not a file")
