@@ -9,7 +9,7 @@ import pytest
 import tmem
 from tmem import CheckFailed, InvalidArgument
 from tmem.frontends import Frontswap, SwapPage
-from tmem.frontends.frontswap import handle
+from tmem.frontends.frontswap import MAX_SLOTS, handle
 
 
 @pytest.fixture
@@ -100,6 +100,19 @@ def test_the_bitmap_marks_exactly_the_slots_in_tmem(
     assert marked == [0, 9, 16, 1023]
     assert [swap.is_stored(0, o) for o in (9, 15)] == [True, False]
     assert swap.stored(0) == 4
+
+
+def test_a_huge_area_costs_only_the_chunks_it_uses(
+        swap: Frontswap, pages: list[bytes]) -> None:
+    swap.init_area(1, MAX_SLOTS)  # 2**36 slots: 8 GiB as a flat bitmap
+    slots = [0, 77, MAX_SLOTS // 2, MAX_SLOTS - 1]
+    swap.store_many([(1, o, pages[n]) for n, o in enumerate(slots)])
+    assert len(swap._areas[1].chunks) == 3
+    assert [swap.is_stored(1, o) for o in (77, 78, MAX_SLOTS - 1)] == [
+        True, False, True]
+    taken = swap.shrink(0)  # finds the last slot without a byte-by-byte walk
+    assert [t.offset for t in taken] == slots
+    assert swap.stored() == 0
 
 
 def test_invalidate_area_empties_that_area_only(swap: Frontswap,

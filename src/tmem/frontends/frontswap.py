@@ -34,6 +34,7 @@ under it.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -119,42 +120,72 @@ class _Counts:
     pages_peak: int = 0
 
 
-class _Area:
-    """One swap area's bitmap: bit (offset & 7) of byte offset >> 3."""
+CHUNK_BYTES = 4096
+"""A bitmap chunk: 32,768 slots."""
+_CHUNK_SHIFT = 15  # log2 of the slots in a chunk
+_NONZERO = re.compile(rb"[^\x00]")
 
-    __slots__ = ("bits", "slots", "stored")
+
+class _Area:
+    """One swap area's bitmap: bit (offset & 7) of byte offset >> 3.
+
+    Kept in chunks made when a slot in them is first used, so a huge area
+    holding few pages costs little; `offsets` skips empty bytes at C
+    speed.
+    """
+
+    __slots__ = ("chunks", "slots", "stored")
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self.bits = bytearray((slots + 7) >> 3)
+        self.chunks: dict[int, bytearray] = {}
         self.stored = 0
 
     def test(self, offset: int) -> bool:
-        return bool(self.bits[offset >> 3] >> (offset & 7) & 1)
+        chunk = self.chunks.get(offset >> _CHUNK_SHIFT)
+        return chunk is not None and bool(
+            chunk[(offset >> 3) % CHUNK_BYTES] >> (offset & 7) & 1)
 
     def set(self, offset: int) -> bool:
         """Set a bit; return whether it was clear."""
-        byte, bit = offset >> 3, 1 << (offset & 7)
-        was_clear = not self.bits[byte] & bit
-        self.bits[byte] |= bit
+        key = offset >> _CHUNK_SHIFT
+        chunk = self.chunks.get(key)
+        if chunk is None:
+            chunk = self.chunks[key] = bytearray(CHUNK_BYTES)
+        byte, bit = (offset >> 3) % CHUNK_BYTES, 1 << (offset & 7)
+        was_clear = not chunk[byte] & bit
+        chunk[byte] |= bit
         self.stored += was_clear
         return was_clear
 
     def clear(self, offset: int) -> bool:
         """Clear a bit; return whether it was set."""
-        byte, bit = offset >> 3, 1 << (offset & 7)
-        was_set = bool(self.bits[byte] & bit)
-        self.bits[byte] &= ~bit & 0xFF
-        self.stored -= was_set
-        return was_set
+        if not self.test(offset):
+            return False
+        chunk = self.chunks[offset >> _CHUNK_SHIFT]
+        chunk[(offset >> 3) % CHUNK_BYTES] &= ~(1 << (offset & 7)) & 0xFF
+        self.stored -= 1
+        return True
 
     def offsets(self) -> Iterator[int]:
         """The set bits, lowest offset first."""
-        for byte, value in enumerate(self.bits):
-            while value:
-                low = value & -value
-                yield (byte << 3) | (low.bit_length() - 1)
-                value ^= low
+        for key in sorted(self.chunks):
+            base = key << _CHUNK_SHIFT
+            for found in _NONZERO.finditer(self.chunks[key]):
+                value = found.group()[0]
+                while value:
+                    low = value & -value
+                    yield base + (found.start() << 3) + low.bit_length() - 1
+                    value ^= low
+
+    def bitmap(self) -> bytes:
+        """The whole bitmap, unused chunks as zeros."""
+        whole = bytearray((self.slots + 7) >> 3)
+        for key, chunk in self.chunks.items():
+            at = key * CHUNK_BYTES
+            size = min(CHUNK_BYTES, len(whole) - at)
+            whole[at:at + size] = chunk[:size]
+        return bytes(whole)
 
 
 def handle(area: int, offset: int) -> tuple[int, int]:
@@ -254,7 +285,7 @@ class Frontswap:
         """A copy of the area's bitmap: slot i is bit (i & 7) of byte
         i >> 3."""
         with self._lock:
-            return bytes(self._area(area).bits)
+            return self._area(area).bitmap()
 
     # -- stores ------------------------------------------------------------
 
