@@ -22,14 +22,20 @@ def selected_name(view: v.TopView) -> str:
     return selected.name
 
 
-def test_rates_are_counter_deltas_over_the_snapshot_clock(
-        stepped: Traffic, clock: FakeClock) -> None:
+def over_one_round(stepped: Traffic, clock: FakeClock) -> v.TopView:
+    """A view of two snapshots, one round of traffic and 2 s apart."""
     host = stepped.tenants[0].client.host
     view = v.TopView(1.0)
     view.update(host.snapshot())
     stepped.step()
     clock.advance(2.0)
     view.update(host.snapshot())
+    return view
+
+
+def test_rates_are_counter_deltas_over_the_snapshot_clock(
+        stepped: Traffic, clock: FakeClock) -> None:
+    view = over_one_round(stepped, clock)
 
     # one round: 16 puts in each of 2 pools, 8 gets in each
     web = row_of(view, "web")
@@ -42,19 +48,15 @@ def test_rates_are_counter_deltas_over_the_snapshot_clock(
 
 def test_no_rates_while_disconnected_nor_across_the_outage(
         stepped: Traffic, clock: FakeClock) -> None:
-    host = stepped.tenants[0].client.host
-    view = v.TopView(1.0)
-    view.update(host.snapshot())
-    stepped.step()
-    clock.advance(2.0)
-    view.update(host.snapshot())
+    view = over_one_round(stepped, clock)
     assert row_of(view, "web").put_rate
     view.lost(tmem.ConnectionLost("daemon gone"))
     assert row_of(view, "web").put_rate is None
     assert "puts -, gets -" in view.header()[-1]
     stepped.step()
     clock.advance(2.0)
-    view.update(host.snapshot())  # the first after the outage
+    # the first snapshot after the outage has no base for rates
+    view.update(stepped.tenants[0].client.host.snapshot())
     assert row_of(view, "web").put_rate is None
 
 

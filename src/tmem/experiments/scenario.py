@@ -299,30 +299,26 @@ def _check_guest(g: GuestPlan, frames: int, where: str) -> None:
         raise InvalidArgument(f"{at}: workload {g.workload!r} needs a "
                               "trace")
     try:
-        _check_trace(g, at)
+        _check_trace(g.trace, g)
     except InvalidArgument as error:
-        message = str(error)
-        raise InvalidArgument(message if message.startswith(at)
-                              else f"{at}: {message}") from None
+        raise InvalidArgument(f"{at}: {error}") from None
 
 
-def _check_trace(g: GuestPlan, at: str) -> None:
-    assert g.trace is not None
-    spec = TraceSpec(g.trace, g.format, start=g.start, stop=g.start + 1)
-    spec.path()
-    if not spec.path().is_file():
-        raise InvalidArgument(f"{at}: trace file {str(spec.path())!r} "
-                              "does not exist or is not a file")
+def _check_trace(trace: str, g: GuestPlan) -> None:
+    path = TraceSpec(trace, g.format).path()
+    if not path.is_file():
+        raise InvalidArgument(f"trace file {str(path)!r} does not exist "
+                              "or is not a file")
     if g.format is None:
-        format_of(spec.path())
+        format_of(path)
     last = g.start + (g.phases - 1) * g.busy
     # read every record the guest will replay, so a bad line stops the
     # experiment now rather than after its static run
-    window = TraceSpec(g.trace, g.format, start=g.start, stop=last + g.busy)
+    window = TraceSpec(trace, g.format, start=g.start, stop=last + g.busy)
     records = sum(1 for _ in window.requests())
     if records <= last - g.start:
         raise InvalidArgument(
-            f"{at}: trace {g.trace!r} has no record {last} (start + "
+            f"trace {trace!r} has no record {last} (start + "
             "(phases - 1) x busy): it is too short for this schedule")
 
 

@@ -160,10 +160,11 @@ class _Area:
 
     def clear(self, offset: int) -> bool:
         """Clear a bit; return whether it was set."""
-        if not self.test(offset):
+        chunk = self.chunks.get(offset >> _CHUNK_SHIFT)
+        byte, bit = (offset >> 3) % CHUNK_BYTES, 1 << (offset & 7)
+        if chunk is None or not chunk[byte] & bit:
             return False
-        chunk = self.chunks[offset >> _CHUNK_SHIFT]
-        chunk[(offset >> 3) % CHUNK_BYTES] &= ~(1 << (offset & 7)) & 0xFF
+        chunk[byte] &= ~bit & 0xFF
         self.stored -= 1
         return True
 

@@ -23,9 +23,11 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from tmem.engine.errors import InvalidArgument
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -45,8 +47,9 @@ def reading(path: Path) -> Iterator[BinaryIO]:
 
 
 def write_atomically(path: Path, replace: bool,
-                     write: Callable[[BinaryIO], None]) -> None:
-    """Write a new file at `path` with `write(f)`, atomically.
+                     write: Callable[[BinaryIO], T]) -> T:
+    """Write a new file at `path` with `write(f)`, atomically; return
+    what `write` returned.
 
     Raises:
         InvalidArgument: `path` exists and `replace` is False, is not a
@@ -60,10 +63,11 @@ def write_atomically(path: Path, replace: bool,
         raise _cannot("write", path, error) from None
     try:
         with os.fdopen(descriptor, "wb") as f:
-            write(f)
+            result = write(f)
             f.flush()
             os.fsync(f.fileno())
         _place(tmp, path, replace)
+        return result
     except OSError as error:
         raise _cannot("write", path, error) from None
     finally:

@@ -46,9 +46,8 @@ def check_state_path(path: Path) -> None:
 def save_state(table: SessionTable, path: Path) -> None:
     """Write every tenant session to `path` atomically."""
     sessions = [s for s in table.sessions() if s.client is not None]
-    written: list[state.StreamWriter] = []
 
-    def write(f: BinaryIO) -> None:
+    def write(f: BinaryIO) -> state.StreamWriter:
         writer = state.StreamWriter(f.write)
         with table.host.lock:
             for session in sessions:
@@ -56,12 +55,11 @@ def save_state(table: SessionTable, path: Path) -> None:
                 state.write_client(writer, session.client,
                                    token=session.token)
             writer.end()
-        written.append(writer)
+        return writer
 
-    files.write_atomically(path, True, write)
+    writer = files.write_atomically(path, True, write)
     log.info("saved to %s: sessions %d, persistent pages %d (%s)", path,
-             written[0].clients, written[0].pages,
-             format_size(written[0].page_bytes))
+             writer.clients, writer.pages, format_size(writer.page_bytes))
 
 
 def load_state(table: SessionTable, path: Path) -> None:

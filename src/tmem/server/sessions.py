@@ -443,17 +443,16 @@ class Dispatcher:
         client = host.find_client(ref)
         session = self.table.session_of(client)
         token = None if session is None else session.token
-        written: list[state.StreamWriter] = []
 
-        def write(f: BinaryIO) -> None:
+        def write(f: BinaryIO) -> state.StreamWriter:
             writer = state.StreamWriter(f.write)
             with host.lock:
                 state.write_client(writer, client, ephemeral, token)
                 writer.end()
-            written.append(writer)
+            return writer
 
-        files.write_atomically(path, force, write)
-        return {"pages": written[0].pages, "bytes": written[0].page_bytes}
+        writer = files.write_atomically(path, force, write)
+        return {"pages": writer.pages, "bytes": writer.page_bytes}
 
     def _restore(self, path: Path, as_name: object) -> dict[str, Any]:
         """Create clients from a file; each waits detached for a resume."""
